@@ -1,1 +1,49 @@
-"""latte.diffusion"""
+"""Gaussian diffusion (official Latte/DiT process), respacing and classifier-free guidance."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from latte.config import ConfigError, option
+from latte.diffusion.gaussian import GaussianDiffusion, beta_schedule, respaced, space_timesteps
+from latte.diffusion.guidance import classifier_free_guidance
+
+__all__ = ["DiffusionConfig", "GaussianDiffusion", "create_diffusion", "space_timesteps",
+           "classifier_free_guidance"]
+
+
+@dataclass
+class DiffusionConfig:
+    """The training-time noise process (sampling picks its own step count)."""
+
+    noise_schedule: Literal["linear", "squaredcos_cap_v2"] = option(
+        "linear", "beta schedule: 'linear' 1e-4 → 0.02 (official) or 'squaredcos_cap_v2' (cosine)")
+    diffusion_steps: int = option(1000, "number of diffusion steps T of the training process")
+    timestep_respacing: str = option("", "respace the training process: '' = all T steps (official); "
+                                         "'250' or 'ddim50' style strings as in the official code")
+
+    def validate(self) -> None:
+        if self.diffusion_steps < 2:
+            raise ConfigError("diffusion.diffusion_steps must be >= 2")
+        if self.timestep_respacing:
+            try:
+                space_timesteps(self.diffusion_steps, self.timestep_respacing)
+            except ValueError as e:
+                raise ConfigError(f"diffusion.timestep_respacing '{self.timestep_respacing}': {e}") from None
+
+
+def create_diffusion(timestep_respacing: str | None = "", noise_schedule: str = "linear",
+                     learn_sigma: bool = True, diffusion_steps: int = 1000) -> GaussianDiffusion:
+    """The official constructor: ``""``/None = all steps; ``"250"``, ``"ddim50"``, ... respace them."""
+    betas = beta_schedule(noise_schedule, diffusion_steps)
+    if not timestep_respacing:
+        timestep_respacing = [diffusion_steps]
+    if isinstance(timestep_respacing, list):
+        timestep_respacing = ",".join(str(x) for x in timestep_respacing)
+    return respaced(betas, space_timesteps(diffusion_steps, timestep_respacing), learn_sigma)
+
+
+def diffusion_from_config(cfg: DiffusionConfig, learn_sigma: bool, timestep_respacing: str | None = None):
+    """The process a run trains with (or, given ``timestep_respacing``, samples with)."""
+    spacing = cfg.timestep_respacing if timestep_respacing is None else timestep_respacing
+    return create_diffusion(spacing, cfg.noise_schedule, learn_sigma, cfg.diffusion_steps)

@@ -1,1 +1,1 @@
-"""latte.interop"""
+"""Other formats: the official Latte checkpoints (``latte.interop.official``) and diffusers."""

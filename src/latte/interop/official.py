@@ -1,0 +1,371 @@
+"""The released official Latte checkpoints: configs, key mapping (both directions) and official-signature wrappers.
+
+* ``load_latte(checkpoint, config)``: ``ffs.pt`` / ``skytimelapse.pt`` / ``taichi-hd.pt`` (unconditional
+  Latte-XL/2), ``ucf101.pt`` (class-conditional) or any ``Latte``/``LatteIMG`` state dict; ``config`` = the
+  official constructor kwargs (input_size, patch_size, hidden_size, depth, num_heads, num_frames, num_classes,
+  learn_sigma, extras, ...). Returns :class:`OfficialLatte` (official layout ``(B, F, C, H, W)``).
+* ``load_latte_t2v(checkpoint, config=None)``: ``t2v.pt`` or the Latte-1 ``transformer/`` folder
+  (config.json + weights). Returns :class:`OfficialLatteT2V` (layout ``(B, C, F, H, W)``).
+* ``save_official(model, path)`` writes our model back in the official layout (round trip).
+
+Key mapping is strict: a checkpoint key that maps nowhere, or a model key no checkpoint key fills, is an error
+naming it. The frozen sin-cos tables of the official ``Latte`` (``pos_embed``, ``temp_embed``) are checked
+against ours (they are recomputed for the actual grid at run time, not stored).
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+import torch.nn as nn
+
+from latte.config import ConfigError
+from latte.models import Latte, LatteConfig
+from latte.models.latte import sincos_1d, sincos_2d
+
+StateDict = dict[str, torch.Tensor]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit the model: the message names the file and the keys."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reading checkpoint files
+# --------------------------------------------------------------------------------------------------------------
+
+
+def read_state_dict(checkpoint: Union[str, Path, StateDict], prefer: str = "ema") -> StateDict:
+    """A state dict from a ``.pt`` (bare, or under ``ema``/``model``), a ``.safetensors`` file, a diffusers-style
+    folder (``diffusion_pytorch_model.safetensors``/``.bin``, ``model.safetensors``) or a dict."""
+    if isinstance(checkpoint, dict):
+        sd = checkpoint
+    else:
+        path = Path(checkpoint)
+        if path.is_dir():
+            for name in ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin"):
+                if (path / name).is_file():
+                    return read_state_dict(path / name, prefer)
+            raise CheckpointError(f"{path}: no weights found (expected diffusion_pytorch_model.safetensors, "
+                                  "model.safetensors or diffusion_pytorch_model.bin)")
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint not found: {path}")
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(path))
+        else:
+            try:
+                sd = torch.load(str(path), map_location="cpu", weights_only=True)
+            except Exception as e:  # noqa: BLE001 - re-raised with the file name
+                raise CheckpointError(f"{path}: cannot be read as a weights-only torch checkpoint ({e})") from None
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"checkpoint holds a {type(sd).__name__}, expected a state dict")
+    for key in (prefer, "ema", "model", "state_dict"):
+        if key in sd and isinstance(sd[key], dict):
+            return dict(sd[key])
+    return dict(sd)
+
+
+def _strict_fill(model: nn.Module, mapped: StateDict, unexpected: list[str], source: str) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in mapped]
+    if unexpected or missing:
+        parts = []
+        if unexpected:
+            parts.append(f"unexpected key(s) {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
+        if missing:
+            parts.append(f"missing key(s) {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+        raise CheckpointError(f"{source}: {'; '.join(parts)}")
+    for k, v in mapped.items():
+        if tuple(v.shape) != tuple(expected[k].shape):
+            raise CheckpointError(f"{source}: key '{k}' has shape {tuple(v.shape)}, the model expects "
+                                  f"{tuple(expected[k].shape)} (check the config: sizes, classes, frames)")
+    model.load_state_dict(mapped, strict=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Latte / LatteIMG (class-conditional and unconditional)
+# --------------------------------------------------------------------------------------------------------------
+
+_LATTE_DEFAULTS = dict(input_size=32, patch_size=2, in_channels=4, hidden_size=1152, depth=28, num_heads=16,
+                       mlp_ratio=4.0, num_frames=16, class_dropout_prob=0.1, num_classes=1000, learn_sigma=True,
+                       extras=1)
+
+
+def latte_config_from_official(config: dict) -> LatteConfig:
+    """Official ``Latte(...)`` constructor kwargs → ``LatteConfig`` (extras 1 = unconditional, 2 = class)."""
+    known = set(_LATTE_DEFAULTS) | {"attention_mode"}
+    unknown = [k for k in config if k not in known]
+    if unknown:
+        raise ConfigError(f"unknown official Latte argument(s) {unknown}; known: {sorted(known)}")
+    c = {**_LATTE_DEFAULTS, **config}
+    if c["extras"] not in (1, 2):
+        raise ConfigError(f"official extras={c['extras']} is not supported (1 = unconditional, 2 = class; "
+                          "78 is a dead code path of the official repository)")
+    cfg = LatteConfig(
+        input_size=c["input_size"], patch_size=c["patch_size"], in_channels=c["in_channels"],
+        hidden_size=c["hidden_size"], depth=c["depth"], num_heads=c["num_heads"], mlp_ratio=c["mlp_ratio"],
+        num_frames=c["num_frames"], learn_sigma=c["learn_sigma"],
+        conditioning="class" if c["extras"] == 2 else "none",
+        num_classes=c["num_classes"] if c["extras"] == 2 else 0,
+        class_dropout_prob=c["class_dropout_prob"], attention_backend="sdpa",
+    )
+    cfg.validate()
+    return cfg
+
+
+def _check_sincos(name: str, value: torch.Tensor, expected: torch.Tensor, source: str) -> None:
+    if tuple(value.shape) != tuple(expected.shape):
+        raise CheckpointError(f"{source}: '{name}' has shape {tuple(value.shape)}, expected {tuple(expected.shape)}"
+                              " (input_size / num_frames / hidden_size of the config do not match the checkpoint)")
+    if not torch.allclose(value.float(), expected.float(), atol=1e-4):
+        raise CheckpointError(f"{source}: '{name}' is not the fixed sin-cos table this model computes; "
+                              "a checkpoint with learned position embeddings is not supported")
+
+
+def latte_state_dict_from_official(sd: StateDict, cfg: LatteConfig, source: str = "checkpoint") -> StateDict:
+    """Official ``Latte`` keys are ours, except the frozen tables, which are verified and dropped."""
+    sd = dict(sd)
+    d = cfg.hidden_size
+    grid = cfg.input_size // cfg.patch_size
+    if "pos_embed" in sd:
+        _check_sincos("pos_embed", sd.pop("pos_embed"), sincos_2d(grid, grid, d)[None], source)
+    if "temp_embed" in sd:
+        _check_sincos("temp_embed", sd.pop("temp_embed"), sincos_1d(torch.arange(cfg.num_frames), d)[None], source)
+    return sd
+
+
+def latte_state_dict_to_official(model: Latte) -> StateDict:
+    cfg = model.config
+    grid = cfg.input_size // cfg.patch_size
+    out = {"pos_embed": sincos_2d(grid, grid, cfg.hidden_size)[None].float(),
+           "temp_embed": sincos_1d(torch.arange(cfg.num_frames), cfg.hidden_size)[None].float()}
+    out.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+    return out
+
+
+class OfficialLatte(nn.Module):
+    """Our ``Latte`` behind the official signature: ``forward(x (B, F, C, H, W), t, y=None)``."""
+
+    def __init__(self, model: Latte):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None,
+                use_image_num: int = 0, y_image: Optional[torch.Tensor] = None) -> torch.Tensor:
+        out = self.model(x.transpose(1, 2), t, y=y, num_images=use_image_num, y_images=y_image)
+        return out.transpose(1, 2)
+
+    def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float = 7.0):
+        """Official DiT-style CFG: the first half of ``x`` is run with ``y``'s two halves (labels, null labels);
+        epsilon (first ``C`` channels) is guided, the variance channels pass through per half."""
+        c = self.model.config.in_channels
+        half = x[: len(x) // 2]
+        out = self.forward(torch.cat([half, half]), t, y)
+        eps, rest = out[:, :, :c], out[:, :, c:]
+        cond, uncond = eps.chunk(2, dim=0)
+        half_eps = uncond + cfg_scale * (cond - uncond)
+        return torch.cat([torch.cat([half_eps, half_eps]), rest], dim=2)
+
+
+def load_latte(checkpoint: Union[str, Path, StateDict], config: dict) -> OfficialLatte:
+    """Load an official Latte/LatteIMG checkpoint (see module docstring) into our model, strictly."""
+    cfg = latte_config_from_official(config)
+    source = str(checkpoint) if not isinstance(checkpoint, dict) else "state dict"
+    model = Latte(cfg)
+    _strict_fill(model, latte_state_dict_from_official(read_state_dict(checkpoint), cfg, source), [], source)
+    return OfficialLatte(model.eval())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# LatteT2V (t2v.pt, Latte-1 transformer/ folder, diffusers LatteTransformer3DModel)
+# --------------------------------------------------------------------------------------------------------------
+
+T2V_DEFAULTS = dict(num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=28,
+                    dropout=0.0, cross_attention_dim=1152, attention_bias=True, sample_size=64, patch_size=2,
+                    activation_fn="gelu-approximate", num_embeds_ada_norm=1000, norm_type="ada_norm_single",
+                    norm_elementwise_affine=False, norm_eps=1e-6, caption_channels=4096, video_length=16)
+_T2V_IGNORED = {"norm_num_groups", "num_vector_embeds", "use_linear_projection", "only_cross_attention",
+                "double_self_attention", "upcast_attention", "attention_type", "_class_name", "_diffusers_version",
+                "_name_or_path", "num_layers_temporal"}
+
+
+def t2v_config_from_official(config: dict) -> LatteConfig:
+    """``LatteT2V`` / diffusers ``LatteTransformer3DModel`` config → ``LatteConfig``; unsupported settings are
+    errors naming the key."""
+    c = {**T2V_DEFAULTS, **{k: v for k, v in config.items() if k not in _T2V_IGNORED}}
+    unknown = [k for k in c if k not in T2V_DEFAULTS]
+    if unknown:
+        raise ConfigError(f"unknown text-to-video config key(s) {unknown}")
+    required = dict(norm_type="ada_norm_single", activation_fn="gelu-approximate", norm_elementwise_affine=False,
+                    attention_bias=True, dropout=0.0)
+    for key, value in required.items():
+        if c[key] != value:
+            raise ConfigError(f"text-to-video config '{key}' = {c[key]!r} is not supported (expected {value!r})")
+    hidden = c["num_attention_heads"] * c["attention_head_dim"]
+    if c["cross_attention_dim"] != hidden:
+        raise ConfigError(f"cross_attention_dim ({c['cross_attention_dim']}) must equal the inner dim ({hidden})")
+    if c["out_channels"] not in (c["in_channels"], 2 * c["in_channels"]):
+        raise ConfigError("out_channels must be in_channels or 2*in_channels (learned sigma)")
+    interpolation = max(c["sample_size"] // 64, 1)
+    cfg = LatteConfig(
+        input_size=c["sample_size"], num_frames=c["video_length"], in_channels=c["in_channels"],
+        patch_size=c["patch_size"], hidden_size=hidden, depth=2 * c["num_layers"],
+        num_heads=c["num_attention_heads"], learn_sigma=c["out_channels"] == 2 * c["in_channels"],
+        conditioning="text", text_dim=c["caption_channels"], adaln="single",
+        pe_base_size=c["sample_size"] // c["patch_size"] // interpolation,
+    )
+    cfg.validate()
+    return cfg
+
+
+def t2v_config_to_official(cfg: LatteConfig) -> dict:
+    """``LatteConfig`` → the diffusers ``LatteTransformer3DModel`` config (only for models it can express)."""
+    if not (cfg.conditioning == "text" and cfg.adaln == "single" and cfg.injection == "adaln"
+            and cfg.variant == "interleaved" and cfg.patch_embedding == "frame" and cfg.temporal_pe == "absolute"
+            and cfg.mlp_ratio == 4.0):
+        raise ConfigError("only text-conditional, interleaved, frame-patch, adaLN-single models with absolute "
+                          "temporal PE and mlp_ratio 4 have the official text-to-video layout")
+    interpolation = max(cfg.input_size // 64, 1)
+    if cfg.pe_base_size != cfg.input_size // cfg.patch_size // interpolation:
+        raise ConfigError("pe_base_size must be input_size // patch_size for the official layout")
+    return dict(T2V_DEFAULTS, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
+                in_channels=cfg.in_channels, out_channels=cfg.out_channels, num_layers=cfg.depth // 2,
+                cross_attention_dim=cfg.hidden_size, sample_size=cfg.input_size, patch_size=cfg.patch_size,
+                caption_channels=cfg.text_dim, video_length=cfg.num_frames)
+
+
+def _expand(pairs) -> dict[str, str]:
+    """``{official: ours}`` with ``{wb}`` expanded to weight and bias."""
+    return {o.format(wb=wb): u.format(wb=wb) for o, u in pairs for wb in ("weight", "bias")}
+
+
+# one-to-one renames, official -> ours (top level, and inside a block)
+_T2V_TOP = _expand([
+    ("scale_shift_table", "final_layer.scale_shift_table"),
+    ("pos_embed.proj.{wb}", "x_embedder.proj.{wb}"),
+    ("proj_out.{wb}", "final_layer.linear.{wb}"),
+    ("adaln_single.emb.timestep_embedder.linear_1.{wb}", "t_embedder.mlp.0.{wb}"),
+    ("adaln_single.emb.timestep_embedder.linear_2.{wb}", "t_embedder.mlp.2.{wb}"),
+    ("adaln_single.linear.{wb}", "adaln_single.1.{wb}"),
+    ("caption_projection.linear_1.{wb}", "caption_projection.linear_1.{wb}"),
+    ("caption_projection.linear_2.{wb}", "caption_projection.linear_2.{wb}"),
+])
+_T2V_BLOCK = _expand([
+    ("scale_shift_table", "scale_shift_table"),
+    ("attn1.to_out.0.{wb}", "attn.proj.{wb}"),
+    ("attn2.to_q.{wb}", "cross_attn.q.{wb}"),
+    ("attn2.to_out.0.{wb}", "cross_attn.proj.{wb}"),
+    ("ff.net.0.proj.{wb}", "mlp.fc1.{wb}"),
+    ("ff.net.2.{wb}", "mlp.fc2.{wb}"),
+])
+# fused projections: ours = cat(official parts, dim 0)
+_T2V_FUSED = {"attn.qkv": ("attn1", ("to_q", "to_k", "to_v")), "cross_attn.kv": ("attn2", ("to_k", "to_v"))}
+_BLOCK_RE = re.compile(r"(transformer_blocks|temporal_transformer_blocks)\.(\d+)\.(.+)")
+T2V_EXTRA_KEYS = ("caption_projection.y_embedding",)  # unused in forward; kept for round trips
+
+
+def t2v_state_dict_from_official(sd: StateDict, source: str = "checkpoint") -> tuple[StateDict, StateDict, list]:
+    """Official/diffusers T2V keys → ours. Returns (mapped, extras kept for round trips, unexpected keys)."""
+    mapped, extras, unexpected = {}, {}, []
+    fused_parts = {f"{attn}.{p}.{wb}": (ours, wb, p)
+                   for ours, (attn, parts) in _T2V_FUSED.items() for p in parts for wb in ("weight", "bias")}
+    pieces: dict[tuple[str, str, str], dict[str, torch.Tensor]] = {}
+    for key, value in sd.items():
+        if key in T2V_EXTRA_KEYS:
+            extras[key] = value
+        elif key in _T2V_TOP:
+            mapped[_T2V_TOP[key]] = value
+        elif (m := _BLOCK_RE.fullmatch(key)) is not None:
+            kind, i, rest = m.groups()
+            block = f"blocks.{2 * int(i) + (kind == 'temporal_transformer_blocks')}"
+            if rest in _T2V_BLOCK:
+                mapped[f"{block}.{_T2V_BLOCK[rest]}"] = value
+            elif rest in fused_parts:
+                ours, wb, part = fused_parts[rest]
+                pieces.setdefault((block, ours, wb), {})[part] = value
+            else:
+                unexpected.append(key)
+        else:
+            unexpected.append(key)
+    for (block, ours, wb), got in pieces.items():
+        attn, parts = _T2V_FUSED[ours]
+        missing = [f"{attn}.{p}.{wb}" for p in parts if p not in got]
+        if missing:
+            raise CheckpointError(f"{source}: {block}: missing key(s) {missing}")
+        mapped[f"{block}.{ours}.{wb}"] = torch.cat([got[p] for p in parts], dim=0)
+    return mapped, extras, unexpected
+
+
+def t2v_state_dict_to_official(model: Latte, extras: Optional[StateDict] = None,
+                               include_extras: bool = True) -> StateDict:
+    """Our text-to-video model → official ``LatteT2V`` keys (diffusers keys with ``include_extras=False``)."""
+    cfg = model.config
+    t2v_config_to_official(cfg)  # raises if the layout cannot be expressed
+    top = {u: o for o, u in _T2V_TOP.items()}
+    in_block = {u: o for o, u in _T2V_BLOCK.items()}
+    out: StateDict = {}
+    for key, value in model.state_dict().items():
+        value = value.detach().clone()
+        m = re.fullmatch(r"blocks\.(\d+)\.(.+)", key)
+        if m is None:
+            out[top[key]] = value
+            continue
+        idx, rest = int(m.group(1)), m.group(2)
+        prefix = f"{'temporal_transformer_blocks' if idx % 2 else 'transformer_blocks'}.{idx // 2}"
+        ours, _, wb = rest.rpartition(".")
+        if ours in _T2V_FUSED:
+            attn, parts = _T2V_FUSED[ours]
+            for part, chunk in zip(parts, value.chunk(len(parts), dim=0)):
+                out[f"{prefix}.{attn}.{part}.{wb}"] = chunk.clone()
+        else:
+            out[f"{prefix}.{in_block[rest]}"] = value
+    if include_extras:
+        default = torch.zeros(120, cfg.text_dim)
+        out["caption_projection.y_embedding"] = (extras or {}).get("caption_projection.y_embedding", default)
+    return out
+
+
+class OfficialLatteT2V(nn.Module):
+    """Our text-to-video model behind the official signature:
+    ``forward(x (B, C, F, H, W), t, encoder_hidden_states (B, L, text_dim), encoder_attention_mask (B, L))``."""
+
+    def __init__(self, model: Latte, extras: Optional[StateDict] = None):
+        super().__init__()
+        self.model = model
+        self.extras = dict(extras or {})  # e.g. caption_projection.y_embedding, written back by save_official
+
+    def forward(self, x, t, encoder_hidden_states, encoder_attention_mask=None, use_image_num: int = 0):
+        return self.model(x, t, text=encoder_hidden_states, text_mask=encoder_attention_mask,
+                          num_images=use_image_num)
+
+
+def load_latte_t2v(checkpoint: Union[str, Path, StateDict], config: Optional[dict] = None) -> OfficialLatteT2V:
+    """Load ``t2v.pt``, a Latte-1/diffusers ``transformer/`` folder or a state dict (``config`` = the
+    ``LatteT2V`` config; read from ``config.json`` in the folder when omitted)."""
+    source = str(checkpoint) if not isinstance(checkpoint, dict) else "state dict"
+    if config is None:
+        cfg_file = Path(checkpoint) / "config.json" if not isinstance(checkpoint, dict) else None
+        if cfg_file is None or not cfg_file.is_file():
+            raise ConfigError(f"{source}: no config given and no config.json next to the weights")
+        config = json.loads(cfg_file.read_text())
+    cfg = t2v_config_from_official(config)
+    model = Latte(cfg)
+    mapped, extras, unexpected = t2v_state_dict_from_official(read_state_dict(checkpoint), source)
+    _strict_fill(model, mapped, unexpected, source)
+    return OfficialLatteT2V(model.eval(), extras)
+
+
+def save_official(model: Union[Latte, OfficialLatte, OfficialLatteT2V], path: Union[str, Path]) -> None:
+    """Write a model in the official layout: ``{"ema": state_dict}`` (Latte) or the bare ``LatteT2V`` dict."""
+    extras = getattr(model, "extras", None)
+    inner = model.model if isinstance(model, (OfficialLatte, OfficialLatteT2V)) else model
+    if inner.config.conditioning == "text":
+        sd = t2v_state_dict_to_official(inner, extras)
+    else:
+        sd = {"ema": latte_state_dict_to_official(inner)}
+    torch.save(sd, str(path))
