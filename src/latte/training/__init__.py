@@ -1,1 +1,17 @@
-"""latte.training"""
+"""Training: the run config, the loop, checkpoints, exact resume and distributed training (``latte train``)."""
+from latte.training.config import RunConfig, TrainConfig, ValidationConfig, WandbConfig, load_run_config
+
+__all__ = ["RunConfig", "TrainConfig", "ValidationConfig", "WandbConfig", "load_run_config", "train", "Trainer",
+           "TensorItems"]
+
+
+def __getattr__(name):  # the loop imports torch-heavy modules; load it on first use
+    if name in ("train", "Trainer", "TrainResult"):
+        from latte.training import trainer
+
+        return getattr(trainer, name)
+    if name == "TensorItems":
+        from latte.training.data_order import TensorItems
+
+        return TensorItems
+    raise AttributeError(name)

@@ -1,0 +1,38 @@
+"""``latte train CONFIG [--set key=value ...] [--resume [RUN_DIR|CHECKPOINT]]``."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a Latte model from a run config (YAML)",
+                       description="Train a Latte video diffusion model. Launch with torchrun for DDP/FSDP.")
+    p.add_argument("config", help="run config YAML (see `latte config-docs` and configs/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.lr=5e-5 (repeatable; value parsed as YAML)")
+    p.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN_DIR|CHECKPOINT",
+                   help="continue a run exactly: its run directory (latest checkpoint) or one checkpoint "
+                        "directory; without a value, train.run_dir of the config")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import logging
+    import sys
+
+    from latte.training.config import load_run_config
+    from latte.training.guard import NonFiniteError
+    from latte.training.trainer import train
+
+    config = load_run_config(args.config, args.overrides)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    try:
+        result = train(config, resume=args.resume, device=args.device)
+    except NonFiniteError as e:
+        print(f"latte train: {e}", file=sys.stderr)
+        return 3
+    except FileNotFoundError as e:
+        print(f"latte train: {e}", file=sys.stderr)
+        return 2
+    print(f"latte train: finished at step {result.step} ({result.stopped_by}); "
+          f"last checkpoint {result.last_checkpoint}")
+    return 0

@@ -1,0 +1,106 @@
+"""Initialise a model from pretrained weights (``train.init_from``), matching keys by name and shape.
+
+Accepted sources: an official Latte ``.pt`` (``{"ema": ...}`` / ``{"model": ...}``), an image DiT ``.pt`` (the
+paper's ImageNet initialisation), one of our checkpoint or run directories (its EMA weights), a
+``Latte.save_pretrained`` folder, or a bare ``.safetensors`` file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from latte.training.checkpoint import resolve_checkpoint
+
+__all__ = ["InitReport", "read_state_dict", "init_model_from"]
+
+
+@dataclass
+class InitReport:
+    source: str
+    loaded: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (key in the source, why)
+    fresh: list[str] = field(default_factory=list)  # model keys left at their initialisation
+
+    def summary(self, max_names: int = 12) -> str:
+        def names(items):
+            shown = ", ".join(items[:max_names])
+            return shown + (f", ... (+{len(items) - max_names})" if len(items) > max_names else "")
+
+        lines = [f"init_from {self.source}: loaded {len(self.loaded)} tensors, skipped {len(self.skipped)}, "
+                 f"left fresh {len(self.fresh)}"]
+        if self.skipped:
+            lines.append("  skipped: " + names([f"{k} ({why})" for k, why in self.skipped]))
+        if self.fresh:
+            lines.append("  fresh: " + names(self.fresh))
+        return "\n".join(lines)
+
+
+def _unwrap(obj: dict, path: Path) -> dict:
+    for key in ("ema", "model", "state_dict", "module"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            return obj[key]
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj
+    raise ValueError(f"{path}: not a state dict (expected tensors, or a dict with an 'ema' or 'model' entry)")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a weights source (see module docstring); a ``module.`` / ``_orig_mod.`` prefix is removed."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"train.init_from: {path} does not exist")
+    if path.is_dir():
+        if (path / "model.safetensors").is_file():
+            file = path / "model.safetensors"
+        else:
+            file = resolve_checkpoint(path) / "ema" / "model.safetensors"
+        state = load_file(str(file))
+    elif path.suffix == ".safetensors":
+        state = load_file(str(path))
+    else:
+        state = _unwrap(torch.load(path, map_location="cpu", weights_only=True), path)
+    out = {}
+    for key, value in state.items():
+        for prefix in ("module.", "_orig_mod."):
+            key = key.removeprefix(prefix)
+        out[key] = value
+    return out
+
+
+def is_image_checkpoint(state: dict) -> bool:
+    """An image DiT checkpoint has a spatial ``pos_embed`` but no temporal embedding."""
+    return "pos_embed" in state and "temp_embed" not in state
+
+
+def init_model_from(model: nn.Module, path: str | Path, temporal_from_spatial: bool = True) -> InitReport:
+    """Copy every source tensor whose name and shape match a model tensor into ``model`` (in place).
+
+    With an image DiT source and ``temporal_from_spatial=False`` the temporal blocks keep their fresh
+    initialisation; otherwise DiT block ``i`` initialises Latte block ``i`` whatever its kind (official).
+    """
+    state = read_state_dict(path)
+    report = InitReport(source=str(path))
+    target = model.state_dict()
+    fresh_blocks = set()
+    if is_image_checkpoint(state) and not temporal_from_spatial:
+        fresh_blocks = {f"blocks.{i}." for i, blk in enumerate(getattr(model, "blocks", []))
+                        if getattr(blk, "kind", "spatial") != "spatial"}
+    to_load = {}
+    for key, value in state.items():
+        if key not in target:
+            report.skipped.append((key, "not in this model"))
+        elif tuple(value.shape) != tuple(target[key].shape):
+            report.skipped.append((key, f"shape {tuple(value.shape)} != model {tuple(target[key].shape)}"))
+        elif any(key.startswith(p) for p in fresh_blocks):
+            report.skipped.append((key, "temporal block kept fresh (train.init_temporal_from_spatial: false)"))
+        else:
+            to_load[key] = value.to(target[key].dtype)
+    model.load_state_dict(to_load, strict=False)
+    report.loaded = sorted(to_load)
+    report.fresh = [k for k in target if k not in to_load]
+    return report
