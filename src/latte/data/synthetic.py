@@ -1,0 +1,260 @@
+"""Procedural video data that needs no download: moving coloured shapes and moving digits.
+
+Every clip is a pure function of ``(attributes, seed)``: :func:`render_clip` draws it, :func:`sample_attributes`
+picks the attributes of item ``index`` of a dataset seed. One object moves in a straight line for the whole
+clip, so the captioned direction is the direction of its centroid; it is large (``object_scale`` of the frame)
+and saturated so it stays recognisable at 32 x 32 after a VAE.
+
+Vocabulary (``VOCAB``)::
+
+    shape     circle | square | triangle | ring | cross          (pattern "shapes")
+    digit     0 ... 9                                            (pattern "digits", 5x7 bitmap font below)
+    color     red | green | blue | yellow | magenta | cyan | white
+    direction left | right | up | down
+    speed     slow | fast   (travel of 35% / 70% of the free space over the clip)
+
+Captions: ``"a red circle moving left"`` / ``"a blue digit 3 moving up"`` (speed is not in the caption and not
+part of the class; it is in :meth:`SyntheticDataset.attributes`). Class id = index of the (shape|digit, color,
+direction) combination in :meth:`SyntheticSpec.combinations`; ``class_names`` are the captions without "a".
+
+Held-out combinations: ``heldout`` is a list of phrases such as ``"red circle"`` or ``"blue square up"``;
+a combination is held out when it contains every word of some phrase. Split ``train`` (and ``val``, which uses
+fresh random placements) draws only the other combinations, split ``heldout`` only the held-out ones, so a
+text-to-video model can be sampled on combinations it never saw.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+
+__all__ = ["VOCAB", "COLORS", "SyntheticSpec", "SyntheticDataset", "render_clip", "sample_attributes",
+           "caption_for"]
+
+COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (235, 30, 30),
+    "green": (30, 200, 40),
+    "blue": (40, 70, 245),
+    "yellow": (245, 220, 20),
+    "magenta": (230, 40, 220),
+    "cyan": (20, 220, 230),
+    "white": (250, 250, 250),
+}
+BACKGROUNDS = ("black", "gray", "noise")
+VOCAB: dict[str, tuple[str, ...]] = {
+    "shape": ("circle", "square", "triangle", "ring", "cross"),
+    "digit": tuple("0123456789"),
+    "color": tuple(COLORS),
+    "direction": ("left", "right", "up", "down"),
+    "speed": ("slow", "fast"),
+}
+_DIRECTION_VECTORS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}  # (dx, dy), y down
+_SPEED_TRAVEL = {"slow": 0.35, "fast": 0.7}  # fraction of the free space crossed over the clip
+
+# 5 x 7 bitmap digits ('#' = ink), our own font.
+_DIGIT_GLYPHS = {
+    "0": [" ### ", "#   #", "#  ##", "# # #", "##  #", "#   #", " ### "],
+    "1": ["  #  ", " ##  ", "# #  ", "  #  ", "  #  ", "  #  ", "#####"],
+    "2": [" ### ", "#   #", "    #", "   # ", "  #  ", " #   ", "#####"],
+    "3": ["#### ", "    #", "    #", " ### ", "    #", "    #", "#### "],
+    "4": ["   # ", "  ## ", " # # ", "#  # ", "#####", "   # ", "   # "],
+    "5": ["#####", "#    ", "#### ", "    #", "    #", "#   #", " ### "],
+    "6": [" ### ", "#    ", "#    ", "#### ", "#   #", "#   #", " ### "],
+    "7": ["#####", "    #", "   # ", "  #  ", " #   ", " #   ", " #   "],
+    "8": [" ### ", "#   #", "#   #", " ### ", "#   #", "#   #", " ### "],
+    "9": [" ### ", "#   #", "#   #", " ####", "    #", "    #", " ### "],
+}
+_GLYPHS = {d: np.array([[c == "#" for c in row] for row in rows]) for d, rows in _DIGIT_GLYPHS.items()}
+_SUPERSAMPLE = 4  # sub-pixel samples per axis for anti-aliased edges and smooth sub-pixel motion
+
+
+def caption_for(attrs: dict) -> str:
+    """``"a red circle moving left"`` or ``"a red digit 7 moving left"``."""
+    thing = attrs["shape"] if "shape" in attrs else f"digit {attrs['digit']}"
+    return f"a {attrs['color']} {thing} moving {attrs['direction']}"
+
+
+def _coverage(kind: str, value: str, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, r: float) -> np.ndarray:
+    """Boolean ink mask at sample points ``(xs, ys)`` for an object of half-size ``r`` centred at ``(cx, cy)``."""
+    u, v = (xs - cx) / r, (ys - cy) / r  # object coordinates in [-1, 1]
+    if kind == "digit":
+        glyph = _GLYPHS[value]
+        gh, gw = glyph.shape  # 7 x 5, drawn in a (5/7 r) x r box
+        col = np.floor((u * gh / gw + 1) / 2 * gw).astype(int)
+        row = np.floor((v + 1) / 2 * gh).astype(int)
+        inside = (col >= 0) & (col < gw) & (row >= 0) & (row < gh)
+        out = np.zeros(u.shape, dtype=bool)
+        out[inside] = glyph[row[inside], col[inside]]
+        return out
+    if value == "circle":
+        return u * u + v * v <= 1.0
+    if value == "square":
+        return (np.abs(u) <= 0.85) & (np.abs(v) <= 0.85)
+    if value == "triangle":  # apex up, base at v = 0.8
+        return (v <= 0.8) & (v >= -0.95 + 2 * 0.875 * np.abs(u))
+    if value == "ring":
+        d = u * u + v * v
+        return (d <= 1.0) & (d >= 0.36)
+    if value == "cross":
+        return ((np.abs(u) <= 0.3) & (np.abs(v) <= 1.0)) | ((np.abs(v) <= 0.3) & (np.abs(u) <= 1.0))
+    raise ValueError(f"unknown shape {value!r}; known: {', '.join(VOCAB['shape'])}")
+
+
+def render_clip(attrs: dict, num_frames: int = 16, size: int = 32, seed: int = 0, background: str = "black",
+                object_scale: float = 0.45) -> np.ndarray:
+    """Draw one clip: uint8 ``(num_frames, size, size, 3)``.
+
+    ``attrs`` has ``color``, ``direction``, ``speed`` and either ``shape`` or ``digit``. ``seed`` fixes the
+    start position (and the noise background). ``object_scale``: object width as a fraction of the frame.
+    """
+    if ("shape" in attrs) == ("digit" in attrs):
+        raise ValueError(f"attributes need exactly one of 'shape' or 'digit', got {attrs}")
+    for key in ("color", "direction", "speed"):
+        if attrs.get(key) not in VOCAB[key]:
+            raise ValueError(f"attribute {key}={attrs.get(key)!r} is not one of {', '.join(VOCAB[key])}")
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, got {background!r}")
+    rng = np.random.default_rng(seed)
+    kind, value = ("shape", attrs["shape"]) if "shape" in attrs else ("digit", str(attrs["digit"]))
+    r = object_scale * size / 2
+    free = size - 2 * r  # room for the centre along each axis
+    dx, dy = _DIRECTION_VECTORS[attrs["direction"]]
+    travel = _SPEED_TRAVEL[attrs["speed"]] * free
+    # start so the whole path stays inside the frame; the perpendicular coordinate is free
+    along = rng.uniform(0, free - travel)
+    across = rng.uniform(0, free)
+    if dx:
+        x0 = r + (along if dx > 0 else free - along)
+        y0 = r + across
+    else:
+        x0 = r + across
+        y0 = r + (along if dy > 0 else free - along)
+
+    if background == "black":
+        canvas = np.zeros((size, size, 3), dtype=np.float32)
+    elif background == "gray":
+        canvas = np.full((size, size, 3), 96.0, dtype=np.float32)
+    else:  # static low-amplitude noise, fixed by the seed
+        canvas = rng.uniform(0, 48, size=(size, size, 1)).astype(np.float32).repeat(3, axis=2)
+
+    s = _SUPERSAMPLE
+    grid = (np.arange(size * s) + 0.5) / s
+    xs, ys = np.meshgrid(grid, grid)
+    color = np.array(COLORS[attrs["color"]], dtype=np.float32)
+    frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
+    for t in range(num_frames):
+        progress = t / max(1, num_frames - 1)
+        cx, cy = x0 + dx * travel * progress, y0 + dy * travel * progress
+        ink = _coverage(kind, value, xs, ys, cx, cy, r).astype(np.float32)
+        alpha = ink.reshape(size, s, size, s).mean(axis=(1, 3))[..., None]
+        frames[t] = np.clip(canvas * (1 - alpha) + color * alpha + 0.5, 0, 255).astype(np.uint8)
+    return frames
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """What a synthetic dataset draws from (a plain object; the config section lives in ``latte.data.config``)."""
+
+    pattern: Literal["shapes", "digits"] = "shapes"
+    shapes: tuple[str, ...] = VOCAB["shape"][:3]
+    digits: tuple[str, ...] = VOCAB["digit"]
+    colors: tuple[str, ...] = ("red", "green", "blue", "yellow")
+    directions: tuple[str, ...] = VOCAB["direction"]
+    speeds: tuple[str, ...] = VOCAB["speed"]
+    heldout: tuple[str, ...] = ()
+    background: str = "black"
+    object_scale: float = 0.45
+
+    def __post_init__(self):
+        for key, values in (("shape", self.shapes), ("digit", self.digits), ("color", self.colors),
+                            ("direction", self.directions), ("speed", self.speeds)):
+            bad = [v for v in values if v not in VOCAB[key]]
+            if bad or not values:
+                raise ValueError(f"synthetic {key}s: {bad or 'empty list'} not in the vocabulary "
+                                 f"({', '.join(VOCAB[key])})")
+        words = set().union(*VOCAB.values())
+        for phrase in self.heldout:
+            unknown = [w for w in phrase.split() if w not in words]
+            if unknown or not phrase.split():
+                raise ValueError(f"synthetic heldout phrase {phrase!r}: unknown words {unknown}; use attribute "
+                                 f"values such as 'red circle' or 'blue square up'")
+
+    @property
+    def object_key(self) -> str:
+        return "shape" if self.pattern == "shapes" else "digit"
+
+    def combinations(self) -> list[dict]:
+        """Every (object, color, direction) combination in class-id order."""
+        objects = self.shapes if self.pattern == "shapes" else self.digits
+        return [{self.object_key: o, "color": c, "direction": d}
+                for o, c, d in itertools.product(objects, self.colors, self.directions)]
+
+    def is_heldout(self, combo: dict) -> bool:
+        values = set(combo.values())
+        return any(set(phrase.split()) <= values for phrase in self.heldout)
+
+
+def sample_attributes(spec: SyntheticSpec, combos: list[tuple[int, dict]], seed: int, index: int) -> tuple[int, dict, int]:
+    """Class id, attributes and render seed of item ``index``: combinations are cycled in a seeded shuffled
+    order (balanced classes), speed and placement are drawn per item."""
+    order = np.random.default_rng([seed, 0]).permutation(len(combos))
+    class_id, combo = combos[order[index % len(combos)]]
+    rng = np.random.default_rng([seed, 1, index])
+    attrs = dict(combo, speed=spec.speeds[int(rng.integers(len(spec.speeds)))])
+    return class_id, attrs, int(rng.integers(0, 2**31 - 1))
+
+
+class SyntheticDataset(torch.utils.data.Dataset):
+    """Moving shapes / digits rendered on the fly; item = ``{video (3, F, S, S) in [-1, 1], y, caption, index}``.
+
+    ``split``: ``train`` | ``val`` (other placements of the same combinations) | ``heldout`` (only held-out
+    combinations). Deterministic: the same (spec, seed, split, index) always gives the same clip.
+    """
+
+    def __init__(self, spec: SyntheticSpec, num_videos: int, num_frames: int, size: int, seed: int = 0,
+                 split: str = "train"):
+        if split not in ("train", "val", "heldout"):
+            raise ValueError(f"synthetic split must be train, val or heldout, got {split!r}")
+        all_combos = list(enumerate(spec.combinations()))
+        want_heldout = split == "heldout"
+        self.combos = [(i, c) for i, c in all_combos if spec.is_heldout(c) == want_heldout]
+        if not self.combos:
+            raise ValueError(f"synthetic split {split!r} has no attribute combinations "
+                             f"(heldout phrases: {list(spec.heldout) or 'none'})")
+        self.spec, self.num_videos, self.num_frames, self.size = spec, num_videos, num_frames, size
+        self.split = split
+        self.seed = seed + {"train": 0, "val": 1_000_003, "heldout": 2_000_003}[split]
+        self.class_names = [caption_for(c)[2:] for c in spec.combinations()]
+        self.training = split == "train"
+
+    def __len__(self) -> int:
+        return self.num_videos
+
+    def attributes(self, index: int) -> dict:
+        """The attributes of item ``index`` (``shape``/``digit``, ``color``, ``direction``, ``speed``)."""
+        return sample_attributes(self.spec, self.combos, self.seed, index)[1]
+
+    def render(self, index: int) -> np.ndarray:
+        """uint8 ``(F, S, S, 3)`` frames of item ``index``."""
+        _, attrs, render_seed = sample_attributes(self.spec, self.combos, self.seed, index)
+        return render_clip(attrs, self.num_frames, self.size, render_seed, self.spec.background,
+                           self.spec.object_scale)
+
+    def _item(self, index: int, frames: np.ndarray, key: str) -> dict:
+        class_id, attrs, _ = sample_attributes(self.spec, self.combos, self.seed, index)
+        video = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+        return {key: video, "y": class_id, "caption": caption_for(attrs), "index": index}
+
+    def __getitem__(self, index: int) -> dict:
+        """``{video (3, F, S, S) in [-1, 1], y, caption, index}``."""
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._item(index, self.render(index), "video")
+
+    def load_still(self, index: int, rng: np.random.Generator) -> dict:
+        """A random frame of clip ``index`` as ``image (3, 1, S, S)`` (image-video joint training)."""
+        t = int(rng.integers(self.num_frames))
+        return self._item(index, self.render(index)[t:t + 1], "image")

@@ -1,0 +1,141 @@
+"""Frame selection and spatial transforms (numpy/torch only), matching the official Latte data pipeline.
+
+Temporal (official ``TemporalRandomCrop`` + ``np.linspace``, spec §4.2)::
+
+    size  = num_frames * frame_interval
+    begin = randint(0, max(0, total - size - 1))          # inclusive bounds
+    end   = min(begin + size, total)
+    idx   = np.linspace(begin, end - 1, num_frames, dtype=int)
+
+Evaluation uses the same window placed deterministically in the middle: ``begin = max(0, total - size - 1) // 2``.
+The frame-folder datasets of the official code (sky, taichi) instead take ``frames[idx[0]:idx[-1]+1:frame_interval]``
+(``frame_sampling: stride``).
+
+Spatial: videos are float tensors ``(F, 3, H, W)`` in [0, 1] until :func:`normalize` maps them to [-1, 1].
+``resize_center_crop`` is the official ``UCFCenterCropVideo`` (bilinear rescale of the short side to ``size``,
+then a centered crop); ``center_crop_resize`` is ``CenterCropResizeVideo`` (centered square crop of the short
+side, then a bilinear resize).
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "temporal_window",
+    "frame_indices",
+    "to_float_video",
+    "center_crop",
+    "resize_center_crop",
+    "center_crop_resize",
+    "hflip",
+    "normalize",
+    "to_uint8",
+    "VideoTransform",
+]
+
+
+def temporal_window(total: int, size: int, rng: Optional[np.random.Generator]) -> tuple[int, int]:
+    """``(begin, end)`` of the official ``TemporalRandomCrop(size)`` over ``total`` frames; ``rng=None`` places
+    the window deterministically in the middle of the allowed range (evaluation)."""
+    if total < 1:
+        raise ValueError(f"temporal_window: a clip needs at least one frame, got {total}")
+    last_begin = max(0, total - size - 1)
+    begin = int(rng.integers(0, last_begin + 1)) if rng is not None else last_begin // 2
+    return begin, min(begin + size, total)
+
+
+def frame_indices(total: int, num_frames: int, frame_interval: int, rng: Optional[np.random.Generator] = None,
+                  sampling: Literal["linspace", "stride"] = "linspace") -> np.ndarray:
+    """Indices of the ``num_frames`` frames to read from a clip of ``total`` frames.
+
+    ``linspace``: official video datasets (``np.linspace(begin, end-1, num_frames, dtype=int)``; a clip shorter
+    than the window repeats frames). ``stride``: official frame-folder datasets (every ``frame_interval``-th frame
+    of the window); when the window is cut short by the clip end it falls back to ``linspace`` so the count is
+    always ``num_frames``.
+    """
+    begin, end = temporal_window(total, num_frames * frame_interval, rng)
+    if sampling == "stride":
+        strided = np.arange(begin, end, frame_interval)
+        if len(strided) >= num_frames:
+            return strided[:num_frames]
+    elif sampling != "linspace":
+        raise ValueError(f"frame sampling must be 'linspace' or 'stride', got {sampling!r}")
+    return np.linspace(begin, end - 1, num_frames, dtype=int)
+
+
+def to_float_video(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``(F, H, W, 3)`` → float32 ``(F, 3, H, W)`` in [0, 1] (official ``ToTensorVideo``)."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def center_crop(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Centered crop of ``(..., H, W)``; offsets ``round((H - height) / 2)`` as in torchvision's video ops."""
+    h, w = video.shape[-2:]
+    if h < height or w < width:
+        raise ValueError(f"center_crop: frame {h}x{w} is smaller than the crop {height}x{width}")
+    top, left = int(round((h - height) / 2.0)), int(round((w - width) / 2.0))
+    return video[..., top:top + height, left:left + width]
+
+
+def _bilinear(video: torch.Tensor, antialias: bool, **kwargs) -> torch.Tensor:
+    # frame by frame: a long high-resolution clip as one float batch could take gigabytes
+    return torch.cat([F.interpolate(video[i:i + 1], mode="bilinear", align_corners=False, antialias=antialias,
+                                    **kwargs) for i in range(video.shape[0])])
+
+
+def resize_center_crop(video: torch.Tensor, size: int, antialias: bool = False) -> torch.Tensor:
+    """Official ``UCFCenterCropVideo``: rescale ``(F, 3, H, W)`` so the short side is ``size`` (bilinear, scale
+    factor ``size / min(H, W)``), then center-crop ``size x size``."""
+    h, w = video.shape[-2:]
+    scale = size / min(h, w)
+    resized = _bilinear(video, antialias, scale_factor=scale)
+    return center_crop(resized, size, size)
+
+
+def center_crop_resize(video: torch.Tensor, size: int, antialias: bool = False) -> torch.Tensor:
+    """Official ``CenterCropResizeVideo``: center-crop the largest square, then resize it to ``size x size``."""
+    short = min(video.shape[-2:])
+    return _bilinear(center_crop(video, short, short), antialias, size=(size, size))
+
+
+def hflip(video: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right (last dim)."""
+    return video.flip(-1)
+
+
+def normalize(video: torch.Tensor) -> torch.Tensor:
+    """[0, 1] → [-1, 1] (official ``Normalize(mean=0.5, std=0.5)``)."""
+    return video.mul(2.0).sub_(1.0)
+
+
+def to_uint8(video: torch.Tensor) -> np.ndarray:
+    """Model-space ``(3, F, H, W)`` in [-1, 1] → uint8 ``(F, H, W, 3)`` for writing (clamped, rounded)."""
+    if video.ndim != 4 or video.shape[0] != 3:
+        raise ValueError(f"to_uint8: expected (3, F, H, W), got {tuple(video.shape)}")
+    x = ((video.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(1, 2, 3, 0).numpy()
+
+
+class VideoTransform:
+    """uint8 frames ``(F, H, W, 3)`` → model input ``(3, F, size, size)`` in [-1, 1].
+
+    Order as in the official pipeline: to float → optional horizontal flip → spatial crop/resize → normalize.
+    ``crop``: ``resize_center_crop`` | ``center_crop_resize`` (see module docstring).
+    """
+
+    def __init__(self, size: int, crop: str = "resize_center_crop", antialias: bool = False):
+        ops = {"resize_center_crop": resize_center_crop, "center_crop_resize": center_crop_resize}
+        if crop not in ops:
+            raise ValueError(f"crop must be one of {sorted(ops)}, got {crop!r}")
+        self.size, self.crop, self.antialias = size, ops[crop], antialias
+
+    def __call__(self, frames: np.ndarray, flip: bool = False) -> torch.Tensor:
+        video = to_float_video(frames)
+        if flip:
+            video = hflip(video)
+        video = self.crop(video, self.size, antialias=self.antialias)
+        return normalize(video).permute(1, 0, 2, 3).contiguous()
