@@ -6,6 +6,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from PIL import Image
 
 from latte.data.video_io import write_mp4
 
@@ -83,8 +84,11 @@ def make_broken_corpus(root: Path) -> dict[str, str | None]:
     full = (root / "good.mp4").read_bytes()
     (root / "truncated.mp4").write_bytes(full[: len(full) // 2])  # moov atom (at the end) is lost
     expected["truncated.mp4"] = "unreadable"
-    (root / "wrong_ext.mp4").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not a video at all" * 20)
-    expected["wrong_ext.mp4"] = "unreadable"
+    (root / "garbage.mp4").write_bytes(b"not a video at all\n" * 50)
+    expected["garbage.mp4"] = "unreadable"
+    Image.fromarray(ramp_video(1)[0]).save(root / "image.png")
+    (root / "image.png").rename(root / "wrong_ext.mp4")  # a still image opens as a one-frame video
+    expected["wrong_ext.mp4"] = "too_few_frames"
     write_audio_only(root / "audio_only.mp4")
     expected["audio_only.mp4"] = "no_video_stream"
     write_video(root / "one_frame.mp4", 1)

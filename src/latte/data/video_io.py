@@ -42,7 +42,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # about as fast as a seek plus decoding from the preceding key frame.
 _SEEK_MIN_FRAMES = 48
 
-av.logging.set_level(av.logging.ERROR)  # corrupt files are expected; we count them instead of printing noise
+av.logging.set_level(av.logging.FATAL)  # corrupt files are expected: we count them instead of printing libav noise
 
 
 class VideoReadError(RuntimeError):
@@ -238,7 +238,7 @@ def read_image(path: str | Path) -> np.ndarray:
     _check_file(path)
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
+            return np.array(img.convert("RGB"))
     except Exception as e:
         raise VideoReadError(path, "unreadable", type(e).__name__) from None
 
