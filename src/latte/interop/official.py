@@ -72,6 +72,7 @@ def read_state_dict(checkpoint: Union[str, Path, StateDict], prefer: str = "ema"
 
 def _strict_fill(model: nn.Module, mapped: StateDict, unexpected: list[str], source: str) -> None:
     expected = model.state_dict()
+    unexpected = list(unexpected) + [k for k in mapped if k not in expected]
     missing = [k for k in expected if k not in mapped]
     if unexpected or missing:
         parts = []
