@@ -109,6 +109,8 @@ class TrainConfig:
             raise ConfigError(f"train.betas: expected two numbers in [0, 1), got {list(self.betas)}")
         if self.loss_scale_init <= 0 or self.loss_scale_window < 1:
             raise ConfigError("train.loss_scale_init must be > 0 and train.loss_scale_window >= 1")
+        if self.distributed == "fsdp" and self.precision == "fp16":
+            raise ConfigError("train.precision: fp16 loss scaling is not supported with distributed 'fsdp'; use bf16")
         if self.num_images < 0 or self.num_workers < 0:
             raise ConfigError("train.num_images / train.num_workers: must be >= 0")
 

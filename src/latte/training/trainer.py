@@ -108,6 +108,8 @@ class Trainer:
         self._writer = None
         self._wandb = None
         self._pbar = None
+        self._window: dict = {}
+        self.last_stats: Optional[dict] = None
 
     # ------------------------------------------------------------------------------------------------ set-up
     def _configure_backends(self) -> None:
@@ -437,13 +439,26 @@ class Trainer:
         log.removeHandler(self._log_handler)
         self._log_handler.close()
 
-    def _log_scalars(self, stats: dict, frames_per_s: float) -> None:
+    def _log_scalars(self, stats: dict, frames: int, seconds: float) -> None:
+        """Progress bar every step; log line, TensorBoard and W&B every ``log_every`` steps (window means)."""
+        self.last_stats = stats
+        window = self._window
+        for k, v in stats.items():
+            window[k] = window.get(k, 0.0) + v
+        window["_steps"] = window.get("_steps", 0) + 1
+        window["_frames"] = window.get("_frames", 0) + frames
+        window["_seconds"] = window.get("_seconds", 0.0) + seconds
         if not self.dist.is_main:
             return
-        self._pbar.set_postfix(loss=f"{stats['loss']:.4f}", fps=f"{frames_per_s:.0f}", refresh=False)
+        self._pbar.set_postfix(loss=f"{stats['loss']:.4f}", fps=f"{frames / max(seconds, 1e-9):.0f}", refresh=False)
         if self.step % self.train_cfg.log_every and self.step != self.train_cfg.max_steps:
             return
-        scalars = dict(stats, frames_per_s=frames_per_s, memory_gb=_memory_gb(self.device))
+        n = window.pop("_steps")
+        scalars = {k: v / n for k, v in window.items() if not k.startswith("_")}
+        scalars["skipped"] *= n  # a count over the window, not a mean
+        scalars["frames_per_s"] = window["_frames"] / max(window["_seconds"], 1e-9)
+        scalars["memory_gb"] = _memory_gb(self.device)
+        self._window = {}
         for name, value in scalars.items():
             self._writer.add_scalar(f"train/{name}", value, self.step)
         if self._wandb is not None:
@@ -458,6 +473,7 @@ class Trainer:
         batches = self._micro_batches()
         last_ckpt, stopped_by = None, "max_steps"
         frames = None
+        self._window = {}
         try:
             with GracefulStop() as stop:
                 while self.step < tc.max_steps:
@@ -469,7 +485,7 @@ class Trainer:
                         frames = micro[0][key].shape[0] * micro[0][key].shape[2] * tc.grad_accum * self.dist.world_size
                     if self._pbar is not None:
                         self._pbar.update(1)
-                    self._log_scalars(stats, frames / max(time.perf_counter() - start, 1e-9))
+                    self._log_scalars(stats, frames, time.perf_counter() - start)
                     stop_now = bool(all_reduce_mean(torch.tensor([float(stop.requested is not None)],
                                                                  device=self.device)).item() > 0)
                     if self.step % tc.ckpt_every == 0 or self.step == tc.max_steps or stop_now:

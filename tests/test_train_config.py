@@ -1,0 +1,61 @@
+"""Run-config validation: errors name the key; shipped configs load."""
+from pathlib import Path
+
+import pytest
+
+from latte.config import ConfigError, from_dict, load_yaml
+from latte.training.config import RunConfig, load_run_config
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+def test_unknown_key_names_key_and_suggests():
+    with pytest.raises(ConfigError, match=r"train\.learning_rate.*did you mean 'lr'|train\.lrr.*did you mean 'lr'"):
+        from_dict(RunConfig, {"train": {"lrr": 1e-4}})
+
+
+def test_unknown_section_suggests():
+    with pytest.raises(ConfigError, match="unknown config key 'trian'.*did you mean 'train'"):
+        from_dict(RunConfig, {"trian": {}})
+
+
+def test_wrong_type_names_key():
+    with pytest.raises(ConfigError, match=r"train\.max_steps: expected an integer, got 'many'"):
+        from_dict(RunConfig, {"train": {"max_steps": "many"}})
+    with pytest.raises(ConfigError, match=r"train\.precision: 'fp8' is not allowed"):
+        from_dict(RunConfig, {"train": {"precision": "fp8"}})
+
+
+@pytest.mark.parametrize("train, match", [
+    ({"lr_schedule": "constant", "warmup_steps": 10}, r"train\.warmup_steps"),
+    ({"ema_decay": 1.0}, r"train\.ema_decay"),
+    ({"grad_accum": 0}, r"train\.grad_accum"),
+    ({"min_lr": 1e-5}, r"train\.min_lr"),
+    ({"distributed": "fsdp", "precision": "fp16"}, r"train\.precision"),
+])
+def test_impossible_combinations(train, match):
+    with pytest.raises(ConfigError, match=match):
+        from_dict(RunConfig, {"train": train})
+
+
+def test_cross_section_rules():
+    with pytest.raises(ConfigError, match=r"validation\.class_labels"):
+        from_dict(RunConfig, {"model": {"conditioning": "class", "num_classes": 3}, "validation": {"every": 5}})
+    with pytest.raises(ConfigError, match=r"validation\.class_labels: every label"):
+        from_dict(RunConfig, {"model": {"conditioning": "class", "num_classes": 3},
+                              "validation": {"every": 5, "class_labels": [3]}})
+
+
+def test_yaml_override_and_file_name_in_error(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  lr: 2.0e-4\n")
+    cfg = load_run_config(path, ["train.batch_size=3"])
+    assert cfg.train.lr == 2e-4 and cfg.train.batch_size == 3
+    with pytest.raises(ConfigError, match=r"run\.yaml: .*train\.batch_size"):
+        load_run_config(path, ["train.batch_size=0"])
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_validate(path):
+    cfg = load_yaml(path, RunConfig)
+    assert cfg.train.lr > 0
