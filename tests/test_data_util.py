@@ -11,10 +11,14 @@ from PIL import Image
 from latte.data.video_io import write_mp4
 
 
-def ramp_video(num_frames: int, height: int = 24, width: int = 32) -> np.ndarray:
-    """uint8 (F, H, W, 3) whose frame t has brightness 8 * t (so decoded frames reveal their index)."""
+def ramp_video(num_frames: int, height: int = 24, width: int = 32, marker: bool = False) -> np.ndarray:
+    """uint8 (F, H, W, 3) whose frame t has brightness 8 * t (so decoded frames reveal their index);
+    ``marker`` paints the left quarter green (a left-right asymmetry, for flip tests)."""
     values = (np.arange(num_frames) * 8 % 256).astype(np.uint8)
-    return np.broadcast_to(values[:, None, None, None], (num_frames, height, width, 3)).copy()
+    video = np.broadcast_to(values[:, None, None, None], (num_frames, height, width, 3)).copy()
+    if marker:
+        video[:, :, : width // 4, 1] = 255
+    return video
 
 
 def frame_ids(frames: np.ndarray) -> list[int]:
@@ -22,8 +26,9 @@ def frame_ids(frames: np.ndarray) -> list[int]:
     return [int(round(float(f.mean()) / 8)) for f in frames]
 
 
-def write_video(path: Path, num_frames: int, height: int = 24, width: int = 32, fps: int = 10) -> Path:
-    return write_mp4(path, ramp_video(num_frames, height, width), fps=fps, crf=0)
+def write_video(path: Path, num_frames: int, height: int = 24, width: int = 32, fps: int = 10,
+                marker: bool = False) -> Path:
+    return write_mp4(path, ramp_video(num_frames, height, width, marker), fps=fps, crf=0)
 
 
 def write_with_codec(path: Path, frames: np.ndarray, codec: str, pix_fmt: str, fps: int = 10,

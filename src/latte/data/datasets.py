@@ -14,7 +14,7 @@ import csv
 import io
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from latte.config import ConfigError
 from latte.data.config import DataConfig
 from latte.data.skips import EmptyDatasetError, SkipCounter, logger
 from latte.data.transforms import VideoTransform, frame_indices
@@ -493,12 +494,32 @@ def _finish(counter: SkipCounter, usable: int, where: str) -> None:
     (logger.warning if counter.total else logger.info)(counter.summary(usable))
 
 
-def build_dataset(cfg: DataConfig, split: str = "train", num_images: int = 0, progress: bool = True):
+def build_dataset(cfg, split: str = "train", num_images: Optional[int] = None, use_cache: Optional[bool] = None,
+                  progress: bool = True):
     """The dataset selected by ``cfg.kind`` for ``split`` (train: random windows and flips; other splits:
-    deterministic). ``num_images > 0`` wraps it for image-video joint training (:class:`WithImages`).
+    deterministic).
 
+    ``cfg``: a :class:`DataConfig`, or a run config holding one as ``cfg.data``; then ``train.num_images`` and
+    ``train.use_cache`` supply the defaults of ``num_images`` / ``use_cache`` and ``cfg.autoencoder`` is checked
+    against the cache. ``num_images > 0`` wraps the clips for image-video joint training (:class:`WithImages`);
+    ``use_cache`` reads latents from ``data.cache_dir`` (:class:`latte.data.cache.CachedLatentDataset`).
     Raises :class:`EmptyDatasetError` (with per-reason counts) when nothing is usable.
     """
+    data = cfg.data if hasattr(cfg, "data") else cfg
+    train = getattr(cfg, "train", None)
+    num_images = getattr(train, "num_images", 0) if num_images is None else num_images
+    use_cache = getattr(train, "use_cache", False) if use_cache is None else use_cache
+    if use_cache:
+        from latte.data.cache import CachedLatentDataset
+
+        if not data.cache_dir:
+            raise ConfigError("data.cache_dir: required when training from the latent cache (train.use_cache)")
+        if num_images:
+            raise ConfigError("train.num_images: image-video joint training reads videos; it cannot use the latent "
+                              "cache (set train.use_cache: false)")
+        return CachedLatentDataset(data.cache_dir, split, expected_data=data,
+                                   expected_autoencoder=getattr(cfg, "autoencoder", None))
+    cfg = data
     counter = SkipCounter(f"data ({cfg.kind}: {cfg.path or cfg.synthetic.pattern}, split {split})")
     root = Path(cfg.path).expanduser() if cfg.path else None
     class_names = None

@@ -1,0 +1,389 @@
+"""The latent cache: encode a dataset once, train from the stored latents.
+
+Layout of ``data.cache_dir``::
+
+    cache.json               what was cached: data/autoencoder/text-encoder settings and identities, views,
+                             dtype, shard plan, class names. A run with different settings is refused.
+    shard_00000.safetensors  tensors "<item>_<view>/latents" (C, F, h, w) and, for captioned items with a text
+                             encoder, "<item>_<view>/text" (L, dim) and "<item>_<view>/text_mask" (L,) bool
+    shard_00000.json         the entries of that shard (written after its tensors: marks the shard finished)
+    index.json               all entries in item order (written once every shard is finished)
+
+Views: view 0 is the deterministic evaluation clip (centered window, no flip); view 1 is its mirror image when
+``data.hflip``; further views use a random window (and random flip) seeded by ``(cache.seed, item, view)``.
+Caching is resumable (finished shards are skipped) and runs under ``torchrun``: rank r takes shards r, r+W, ...
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from latte.config import ConfigError, option, to_dict
+from latte.data.config import DataConfig
+from latte.data.skips import SkipCounter, logger
+from latte.data.video_io import VideoReadError
+from latte.encoders.config import AutoencoderConfig, TextEncoderConfig
+
+__all__ = ["CacheOptions", "CacheConfig", "CacheMismatchError", "build_cache", "CachedLatentDataset",
+           "load_cache_config", "CACHE_FORMAT"]
+
+CACHE_FORMAT = 1
+# settings that change the cached tensors; any difference makes an existing cache unusable
+_DATA_KEYS = ("kind", "path", "image_size", "num_frames", "frame_interval", "frame_sampling", "short_clips",
+              "min_frames", "crop", "antialias", "hflip", "extensions", "class_names", "synthetic")
+_AUTOENCODER_KEYS = ("kind", "path", "subfolder", "single_file_config", "sample_posterior", "scaling_factor",
+                     "patch_factor")
+
+
+class CacheMismatchError(ConfigError):
+    """An existing cache was made with other settings (or another encoder) than requested."""
+
+
+@dataclass
+class CacheOptions:
+    """How ``latte cache`` encodes (output folder: ``data.cache_dir``)."""
+
+    split: str = option("train", "dataset split to cache (train, val, heldout for synthetic data, or a manifest split)")
+    views: int = option(2, "augmented views per clip: 0 = centered window, 1 = its mirror image (if data.hflip), "
+                           "more = random windows/flips seeded by cache.seed; training picks one view per access")
+    shard_size: int = option(256, "clips per shard file (the unit of resumption and of multi-process work)")
+    batch_size: int = option(4, "clips per autoencoder call")
+    num_workers: int = option(2, "DataLoader processes decoding clips while the encoder runs")
+    dtype: Literal["float16", "float32"] = option("float16", "storage dtype of latents and text features")
+    text_features: bool = option(True, "store text-encoder features + masks of captioned items (text-to-video)")
+    seed: int = option(0, "seed of random views and of the autoencoder's posterior sampling")
+
+    def validate(self) -> None:
+        for key in ("views", "shard_size", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"cache.{key}: must be >= 1, got {getattr(self, key)}")
+        if self.num_workers < 0:
+            raise ConfigError(f"cache.num_workers: must be >= 0, got {self.num_workers}")
+
+
+@dataclass
+class CacheConfig:
+    """The config of ``latte cache``: a dataset, the encoders and the cache options. A full run config (with
+    model/train/... sections) is accepted too; its other sections are validated and not used here."""
+
+    data: DataConfig = option(help="the dataset to encode; data.cache_dir is the output folder", factory=DataConfig)
+    autoencoder: AutoencoderConfig = option(help="the autoencoder producing the latents", factory=AutoencoderConfig)
+    text_encoder: TextEncoderConfig = option(help="the text encoder for captions (when cache.text_features)",
+                                             factory=TextEncoderConfig)
+    cache: CacheOptions = option(help="how the cache is written", factory=CacheOptions)
+
+    def validate(self) -> None:
+        if not self.data.cache_dir:
+            raise ConfigError("data.cache_dir: required by `latte cache` (the folder to write the cache to)")
+
+
+def load_cache_config(path: str | Path, overrides: Optional[list[str]] = None) -> CacheConfig:
+    """Read a cache config; a run config (extra sections) is validated as such and its sections reused."""
+    import yaml
+
+    from latte.config import apply_overrides, from_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    apply_overrides(data, overrides or [])
+    cache_section = data.pop("cache", {}) or {}
+    try:
+        if set(data) - {"data", "autoencoder", "text_encoder"}:
+            from latte.training.config import RunConfig
+
+            run = from_dict(RunConfig, data)
+            data = {"data": to_dict(run.data), "autoencoder": to_dict(run.autoencoder),
+                    "text_encoder": to_dict(run.text_encoder)}
+        return from_dict(CacheConfig, {**data, "cache": cache_section})
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+# ----------------------------------------------------------------------------------------------- writing
+
+def _dist_env() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _atomic_write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def _header(cfg: CacheConfig, dataset, ae_identity: dict, text_identity: Optional[dict]) -> dict:
+    sources = [getattr(r, "path", "") for r in getattr(dataset, "records", [])]
+    num_items = len(dataset)
+    return {
+        "format": CACHE_FORMAT,
+        "split": cfg.cache.split,
+        "views": cfg.cache.views,
+        "dtype": cfg.cache.dtype,
+        "seed": cfg.cache.seed,
+        "shard_size": cfg.cache.shard_size,
+        "num_items": num_items,
+        "num_shards": math.ceil(num_items / cfg.cache.shard_size),
+        "sources": sources,
+        "class_names": getattr(dataset, "class_names", None),
+        "data": {k: to_dict(getattr(cfg.data, k)) for k in _DATA_KEYS},
+        "autoencoder": {k: getattr(cfg.autoencoder, k) for k in _AUTOENCODER_KEYS},
+        "autoencoder_identity": ae_identity,
+        "text_encoder_identity": text_identity,
+    }
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: cache has {str(a)[:80]!r}, now {str(b)[:80]!r}")
+    return out
+
+
+class _ViewItems(torch.utils.data.Dataset):
+    """(item, view) pairs of one shard → ``{video, item, view, y?, caption?}`` or ``{error, path, ...}``."""
+
+    def __init__(self, dataset, pairs: list[tuple[int, int]], seed: int, hflip: bool):
+        self.dataset, self.pairs, self.seed, self.hflip = dataset, pairs, seed, hflip
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, k: int) -> dict:
+        item, view = self.pairs[k]
+        try:
+            out = load_view(self.dataset, item, view, self.seed, self.hflip)
+        except VideoReadError as e:
+            return {"item": item, "view": view, "error": e.reason, "path": e.path, "detail": e.detail}
+        out.update(item=item, view=view)
+        return out
+
+
+def load_view(dataset, item: int, view: int, seed: int, hflip: bool) -> dict:
+    """View ``view`` of item ``item`` (see module docstring). Datasets without ``load`` have only view 0."""
+    if not hasattr(dataset, "load"):
+        if view != 0:
+            raise ValueError("this dataset kind has a single view per item; set cache.views: 1")
+        return dict(dataset[item])
+    if view == 0:
+        return dataset.load(item)
+    if view == 1 and hflip:
+        return dataset.load(item, flip=True)
+    rng = np.random.default_rng([seed, item, view])
+    return dataset.load(item, rng=rng, flip=bool(hflip and rng.random() < 0.5))
+
+
+def _collate_views(batch: list[dict]) -> list[dict]:
+    return batch
+
+
+def _pad_text(hidden: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if hidden.shape[1] < length:
+        pad = length - hidden.shape[1]
+        hidden = torch.nn.functional.pad(hidden, (0, 0, 0, pad))
+        mask = torch.nn.functional.pad(mask, (0, pad), value=False)
+    return hidden, mask
+
+
+def build_cache(cfg: CacheConfig, autoencoder, text_encoder=None, *, rank: Optional[int] = None,
+                world_size: Optional[int] = None, device: Optional[torch.device] = None,
+                progress: bool = True) -> Optional[Path]:
+    """Encode ``cfg.data`` (split ``cfg.cache.split``) into ``cfg.data.cache_dir``.
+
+    ``autoencoder``/``text_encoder`` implement the protocols of ``latte.encoders.base``. Shards already finished
+    are skipped. Returns the path of ``index.json`` once every shard is done (by any rank), else None.
+    """
+    from latte.data.datasets import build_dataset
+
+    env_rank, env_world = _dist_env()
+    rank = env_rank if rank is None else rank
+    world_size = env_world if world_size is None else world_size
+    opts = cfg.cache
+    if opts.views >= 2 and not cfg.data.hflip:
+        logger.warning("cache.views 2 with data.hflip false: view 1 is a random window, not a mirror image")
+    if opts.views > 1 and cfg.data.kind in ("synthetic", "images"):
+        raise ConfigError(f"cache.views: kind '{cfg.data.kind}' has one view per item; set cache.views: 1")
+    out = Path(cfg.data.cache_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = build_dataset(cfg.data, split=opts.split, progress=progress and rank == 0)
+    use_text = bool(opts.text_features and text_encoder is not None)
+    header = _header(cfg, dataset, autoencoder.identity(), text_encoder.identity() if use_text else None)
+    header_path = out / "cache.json"
+    if header_path.exists():
+        diffs = _differences(json.loads(header_path.read_text()), header)
+        if diffs:
+            raise CacheMismatchError(f"{out} holds a cache made with other settings; delete it or choose another "
+                                     f"data.cache_dir. Differences: " + "; ".join(diffs[:8]))
+    elif rank == 0:
+        _atomic_write_json(header_path, header)
+
+    dtype = getattr(torch, opts.dtype)
+    num_shards = header["num_shards"]
+    mine = [s for s in range(rank, num_shards, world_size) if not (out / f"shard_{s:05d}.json").exists()]
+    skipped_done = len(range(rank, num_shards, world_size)) - len(mine)
+    counter = getattr(dataset, "counter", SkipCounter("cache"))
+    total_clips = sum(min(opts.shard_size, len(dataset) - s * opts.shard_size) for s in mine) * opts.views
+    bar = tqdm(total=total_clips, desc=f"caching (rank {rank}/{world_size})", unit="clip", disable=not progress,
+               dynamic_ncols=True)
+    if skipped_done:
+        logger.info("cache: %d finished shard(s) of rank %d skipped", skipped_done, rank)
+    for shard in mine:
+        first, last = shard * opts.shard_size, min((shard + 1) * opts.shard_size, len(dataset))
+        pairs = [(i, v) for i in range(first, last) for v in range(opts.views)]
+        loader = torch.utils.data.DataLoader(_ViewItems(dataset, pairs, opts.seed, cfg.data.hflip),
+                                             batch_size=opts.batch_size, num_workers=opts.num_workers,
+                                             collate_fn=_collate_views)
+        tensors: dict[str, torch.Tensor] = {}
+        entries, failures = [], []
+        generator = torch.Generator(device=device or "cpu").manual_seed(opts.seed * 1_000_003 + shard)
+        for batch in loader:
+            good = [b for b in batch if "error" not in b]
+            for b in batch:
+                if "error" in b:
+                    counter.add(b["path"], b["error"], b["detail"])
+                    failures.append({"item": b["item"], "view": b["view"], "path": b["path"], "reason": b["error"]})
+            bar.update(len(batch))
+            if not good:
+                continue
+            video = torch.stack([b["video"] for b in good])
+            if device is not None:
+                video = video.to(device)
+            with torch.no_grad():
+                try:
+                    latents = autoencoder.encode(video, generator=generator)
+                except TypeError:  # an autoencoder without posterior sampling
+                    latents = autoencoder.encode(video)
+                hidden = mask = None
+                captions = [b.get("caption") for b in good]
+                if use_text and all(c is not None for c in captions):
+                    hidden, mask = _pad_text(*text_encoder.encode(captions), text_encoder.max_length)
+            for k, b in enumerate(good):
+                key = f"{b['item']}_{b['view']}"
+                tensors[f"{key}/latents"] = latents[k].to("cpu", dtype).contiguous()
+                entry = {"key": key, "item": b["item"], "view": b["view"], "shard": f"shard_{shard:05d}.safetensors"}
+                if hidden is not None:
+                    tensors[f"{key}/text"] = hidden[k].to("cpu", dtype).contiguous()
+                    tensors[f"{key}/text_mask"] = mask[k].to("cpu", torch.bool).contiguous()
+                    entry["text"] = True
+                for name in ("y", "caption"):
+                    if name in b:
+                        entry[name] = int(b[name]) if name == "y" else b[name]
+                entries.append(entry)
+        shard_file = out / f"shard_{shard:05d}.safetensors"
+        tmp = shard_file.with_suffix(f".tmp{os.getpid()}")
+        save_file(tensors, str(tmp), metadata={"format": str(CACHE_FORMAT)})
+        os.replace(tmp, shard_file)
+        _atomic_write_json(out / f"shard_{shard:05d}.json", {"entries": entries, "failures": failures})
+    bar.close()
+    return finalize_index(out, num_shards)
+
+
+def finalize_index(out: Path, num_shards: int) -> Optional[Path]:
+    """Merge the shard entry files into ``index.json`` when all ``num_shards`` are finished."""
+    parts = [out / f"shard_{s:05d}.json" for s in range(num_shards)]
+    if not all(p.exists() for p in parts):
+        missing = sum(not p.exists() for p in parts)
+        logger.info("cache: %d shard(s) still running on other ranks; index.json is written by the last one", missing)
+        return None
+    entries, failures = [], []
+    for p in parts:
+        part = json.loads(p.read_text())
+        entries += part["entries"]
+        failures += part["failures"]
+    entries.sort(key=lambda e: (e["item"], e["view"]))
+    index = out / "index.json"
+    _atomic_write_json(index, {"format": CACHE_FORMAT, "entries": entries, "failures": failures})
+    logger.info("cache: %d clips in %d shards at %s (%d failed to load)", len(entries), num_shards, out, len(failures))
+    return index
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+class CachedLatentDataset(torch.utils.data.Dataset):
+    """Items of a finished cache: ``{latents (C, F, h, w) float32, index, y?, caption?, text? (L, dim),
+    text_mask? (L,)}``. Training (``split == "train"``) picks a random view per access, otherwise view 0.
+
+    ``expected_data`` / ``expected_autoencoder``: the current config sections; a cache made with other
+    settings raises :class:`CacheMismatchError`. ``check_autoencoder(ae)`` compares encoder identities.
+    """
+
+    def __init__(self, cache_dir: str | Path, split: str = "train", expected_data: Optional[DataConfig] = None,
+                 expected_autoencoder: Optional[AutoencoderConfig] = None):
+        self.root = Path(cache_dir).expanduser()
+        header_path, index_path = self.root / "cache.json", self.root / "index.json"
+        if not index_path.exists():
+            state = "unfinished (no index.json)" if header_path.exists() else "missing"
+            raise ConfigError(f"data.cache_dir: the latent cache at {self.root} is {state}; run `latte cache CONFIG`")
+        self.header = json.loads(header_path.read_text())
+        if self.header.get("format") != CACHE_FORMAT:
+            raise CacheMismatchError(f"{header_path}: cache format {self.header.get('format')}, expected {CACHE_FORMAT}")
+        diffs = []
+        if expected_data is not None:
+            diffs += _differences(self.header["data"], {k: to_dict(getattr(expected_data, k)) for k in _DATA_KEYS},
+                                  "data.")
+        if expected_autoencoder is not None:
+            diffs += _differences(self.header["autoencoder"],
+                                  {k: getattr(expected_autoencoder, k) for k in _AUTOENCODER_KEYS}, "autoencoder.")
+        if diffs:
+            raise CacheMismatchError(f"the latent cache at {self.root} was made with other settings; re-run "
+                                     "`latte cache` into a new data.cache_dir. Differences: " + "; ".join(diffs[:8]))
+        index = json.loads(index_path.read_text())
+        views: dict[int, list[dict]] = {}
+        for entry in index["entries"]:
+            views.setdefault(entry["item"], []).append(entry)
+        self.items = [views[i] for i in sorted(views)]
+        if not self.items:
+            raise ConfigError(f"data.cache_dir: the latent cache at {self.root} has no entries "
+                              f"({len(index['failures'])} clips failed to load when it was written)")
+        self.training = split == "train"
+        self.class_names = self.header.get("class_names")
+        self._handles: dict[str, object] = {}
+
+    def check_autoencoder(self, autoencoder) -> None:
+        """Refuse latents made by another encoder (compares ``identity()`` with the recorded one)."""
+        diffs = _differences(self.header["autoencoder_identity"], autoencoder.identity(), "autoencoder identity.")
+        if diffs:
+            raise CacheMismatchError(f"the latent cache at {self.root} was made with another autoencoder: "
+                                     + "; ".join(diffs[:8]))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _tensor(self, shard: str, key: str) -> torch.Tensor:
+        handle = self._handles.get(shard)
+        if handle is None:  # opened lazily per process (DataLoader workers)
+            handle = self._handles[shard] = safe_open(str(self.root / shard), framework="pt")
+        return handle.get_tensor(key)
+
+    def __getitem__(self, index: int) -> dict:
+        views = self.items[index]
+        entry = views[int(torch.randint(len(views), ()).item())] if self.training and len(views) > 1 else views[0]
+        item = {"latents": self._tensor(entry["shard"], f"{entry['key']}/latents").float(), "index": index}
+        for name in ("y", "caption"):
+            if name in entry:
+                item[name] = entry[name]
+        if entry.get("text"):
+            item["text"] = self._tensor(entry["shard"], f"{entry['key']}/text").float()
+            item["text_mask"] = self._tensor(entry["shard"], f"{entry['key']}/text_mask")
+        return item
+
+    def __getstate__(self):  # safetensors handles are not picklable: reopen in each worker
+        state = dict(self.__dict__)
+        state["_handles"] = {}
+        return state
