@@ -154,3 +154,19 @@ def test_resize_grids():
     img = torch.rand(2, 3, 9, 13)
     torch.testing.assert_close(resize_bilinear(img, (20, 7), mode="align_corners"),
                                F.interpolate(img, (20, 7), mode="bilinear", align_corners=True))
+
+
+_WEIGHTS = __import__("os").environ.get("LATTE_EVAL_WEIGHTS", "")
+
+
+@pytest.mark.skipif(not _WEIGHTS, reason="set LATTE_EVAL_WEIGHTS to a folder holding i3d_pretrained_400.pt")
+def test_real_i3d_constant_videos_known_answer():
+    """google-research FVD example: 16 x 15 x 64 x 64 zeros vs 255 → about 131 (134 for the PyTorch port)."""
+    from pathlib import Path
+
+    from latte.metrics.frechet import frechet_distance_from_features
+
+    detector = load_i3d(Path(_WEIGHTS) / "i3d_pretrained_400.pt")
+    zeros = torch.zeros(16, 3, 15, 64, 64, dtype=torch.uint8)
+    feats = [detector(v).double().numpy() for v in (zeros, zeros + 255)]
+    assert frechet_distance_from_features(*feats) == pytest.approx(132.5, abs=6)
