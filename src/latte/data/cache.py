@@ -201,6 +201,16 @@ def _pad_text(hidden: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[to
     return hidden, mask
 
 
+def _encode_captions(text_encoder, captions: list[str], memo: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, L, dim)`` features and ``(B, L)`` masks padded to ``max_length``; each distinct caption is encoded once."""
+    new = sorted({c for c in captions if c not in memo})
+    if new:
+        hidden, mask = _pad_text(*text_encoder.encode(new), text_encoder.max_length)
+        for k, caption in enumerate(new):
+            memo[caption] = (hidden[k].cpu(), mask[k].cpu())
+    return torch.stack([memo[c][0] for c in captions]), torch.stack([memo[c][1] for c in captions])
+
+
 def build_cache(cfg: CacheConfig, autoencoder, text_encoder=None, *, rank: Optional[int] = None,
                 world_size: Optional[int] = None, device: Optional[torch.device] = None,
                 progress: bool = True) -> Optional[Path]:
@@ -243,6 +253,7 @@ def build_cache(cfg: CacheConfig, autoencoder, text_encoder=None, *, rank: Optio
                dynamic_ncols=True)
     if skipped_done:
         logger.info("cache: %d finished shard(s) of rank %d skipped", skipped_done, rank)
+    text_memo: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # captions repeat (views, synthetic data)
     for shard in mine:
         first, last = shard * opts.shard_size, min((shard + 1) * opts.shard_size, len(dataset))
         pairs = [(i, v) for i in range(first, last) for v in range(opts.views)]
@@ -272,7 +283,7 @@ def build_cache(cfg: CacheConfig, autoencoder, text_encoder=None, *, rank: Optio
                 hidden = mask = None
                 captions = [b.get("caption") for b in good]
                 if use_text and all(c is not None for c in captions):
-                    hidden, mask = _pad_text(*text_encoder.encode(captions), text_encoder.max_length)
+                    hidden, mask = _encode_captions(text_encoder, captions, text_memo)
             for k, b in enumerate(good):
                 key = f"{b['item']}_{b['view']}"
                 tensors[f"{key}/latents"] = latents[k].to("cpu", dtype).contiguous()

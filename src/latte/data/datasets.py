@@ -217,11 +217,13 @@ def read_manifest(manifest: str | Path, split: str, counter: SkipCounter) -> lis
     lowered = {c.lower(): c for c in columns}
     split_col, label_col = lowered.get("split"), lowered.get("label")
     root = manifest.parent
-    records = []
+    records, splits_present = [], set()
     for row in rows:
         where = row["_where"]
-        if split_col and _normalise_split(row.get(split_col, "")) != _normalise_split(split):
-            continue
+        if split_col:
+            splits_present.add(_normalise_split(row.get(split_col, "")))
+            if _normalise_split(row.get(split_col, "")) != _normalise_split(split):
+                continue
         rel, caption = row.get(path_col, ""), row.get(caption_col, "")
         if not rel or not caption:
             counter.add(where, "bad_manifest_row", "empty path or caption")
@@ -238,6 +240,9 @@ def read_manifest(manifest: str | Path, split: str, counter: SkipCounter) -> lis
                 counter.add(where, "bad_manifest_row", f"label {row[label_col]!r} is not an integer")
                 continue
         records.append(ClipRecord(str(path), y=label, caption=caption))
+    if split_col and _normalise_split(split) not in splits_present:
+        raise EmptyDatasetError(f"{manifest}: no rows of split '{split}' (splits in its '{split_col}' column: "
+                                f"{', '.join(sorted(splits_present)) or 'none'})")
     return records
 
 

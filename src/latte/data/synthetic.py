@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 __all__ = ["VOCAB", "COLORS", "SyntheticSpec", "SyntheticDataset", "render_clip", "sample_attributes",
-           "caption_for"]
+           "caption_for", "export_synthetic"]
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (235, 30, 30),
@@ -258,3 +258,57 @@ class SyntheticDataset(torch.utils.data.Dataset):
         """A random frame of clip ``index`` as ``image (3, 1, S, S)`` (image-video joint training)."""
         t = int(rng.integers(self.num_frames))
         return self._item(index, self.render(index)[t:t + 1], "image")
+
+
+def export_synthetic(out_dir, spec: SyntheticSpec, counts: dict[str, int], num_frames: int, size: int,
+                     seed: int = 0, fps: int = 8, layout: Literal["flat", "classes"] = "flat",
+                     progress: bool = True) -> dict[str, int]:
+    """Write synthetic clips as mp4 files plus manifests; returns the number of clips per split.
+
+    ``counts``: clips per split (``train``/``val``/``heldout``). Layout ``flat``: ``OUT/videos/<split>/<i>.mp4``;
+    ``classes``: ``OUT/<split>/<class id>_<class name>/<i>.mp4`` (UCF101-style; the zero-padded id keeps the
+    sorted folder order equal to the class ids; every class has a folder in every split). Always written: ``OUT/captions.csv`` and ``OUT/captions.jsonl``
+    with columns path, caption, split, label and the attributes.
+    """
+    import csv
+    import json
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from latte.data.video_io import write_mp4
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    total = sum(counts.values())
+    width = max(3, len(str(len(spec.combinations()) - 1)))
+    with tqdm(total=total, desc=f"writing {out}", unit="clip", disable=not progress, dynamic_ncols=True) as bar:
+        for split, n in counts.items():
+            if n <= 0:
+                continue
+            dataset = SyntheticDataset(spec, n, num_frames, size, seed=seed, split=split)
+            if layout == "classes":  # every class folder exists, so sorted folder index == class id
+                for class_id, name in enumerate(dataset.class_names):
+                    (out / split / f"{class_id:0{width}d}_{name.replace(' ', '_')}").mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                class_id, attrs, _ = sample_attributes(spec, dataset.combos, dataset.seed, i)
+                if layout == "classes":
+                    folder = f"{class_id:0{width}d}_{dataset.class_names[class_id].replace(' ', '_')}"
+                    rel = Path(split) / folder / f"{i:06d}.mp4"
+                else:
+                    rel = Path("videos") / split / f"{i:06d}.mp4"
+                write_mp4(out / rel, dataset.render(i), fps=fps, crf=10)
+                rows.append({"path": rel.as_posix(), "caption": caption_for(attrs), "split": split,
+                             "label": class_id, **attrs})
+                bar.update(1)
+    columns = ["path", "caption", "split", "label", spec.object_key, "color", "direction", "speed"]
+    with open(out / "captions.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(out / "captions.jsonl", "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    (out / "class_names.json").write_text(json.dumps(SyntheticDataset(spec, 1, 1, 8).class_names, indent=1))
+    return {split: n for split, n in counts.items() if n > 0}

@@ -1,0 +1,37 @@
+"""``latte cache CONFIG``: encode a dataset once into a latent cache (resumable; multi-GPU under torchrun)."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("cache", help="encode the dataset through the autoencoder (and text encoder) into data.cache_dir")
+    p.add_argument("config", help="YAML with data/autoencoder/text_encoder/cache sections (a run config works)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set cache.views=1")
+    p.add_argument("--device", default=None, help="device for the encoders (default: cuda:LOCAL_RANK if available, else cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import logging
+    import os
+
+    import torch
+
+    from latte.data.cache import build_cache, load_cache_config
+    from latte.encoders import build_autoencoder, build_text_encoder
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = load_cache_config(args.config, args.overrides)
+    device = args.device
+    if device is None:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    autoencoder = build_autoencoder(cfg.autoencoder, device=device)
+    text_encoder = None
+    if cfg.cache.text_features and cfg.data.kind in ("captions", "synthetic"):
+        text_encoder = build_text_encoder(cfg.text_encoder, device=device)
+    index = build_cache(cfg, autoencoder, text_encoder, device=device, progress=not args.no_progress)
+    if index is not None:
+        print(f"latent cache ready: {index.parent} (train from it with train.use_cache: true)")
+    return 0
