@@ -2,7 +2,10 @@
 
 Accepted sources: an official Latte ``.pt`` (``{"ema": ...}`` / ``{"model": ...}``), an image DiT ``.pt`` (the
 paper's ImageNet initialisation), one of our checkpoint or run directories (its EMA weights), a
-``Latte.save_pretrained`` folder, or a bare ``.safetensors`` file.
+``Latte.save_pretrained`` folder, or a bare ``.safetensors`` file. Official/diffusers text-to-video keys
+(``t2v.pt``, Latte-1, or a PixArt-alpha transformer: ``transformer_blocks.N...``) are renamed to ours with
+:mod:`latte.interop.official` first, so a PixArt image model initialises the spatial blocks and leaves the
+temporal blocks fresh.
 """
 from __future__ import annotations
 
@@ -72,6 +75,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return out
 
 
+def _from_official_t2v(state: dict, source: str) -> tuple[dict, list[str]]:
+    """Rename diffusers-style T2V/PixArt keys to ours; returns (state, keys that map nowhere)."""
+    if not any(k.startswith("transformer_blocks.") for k in state):
+        return state, []
+    from latte.interop.official import t2v_state_dict_from_official
+
+    mapped, extras, unexpected = t2v_state_dict_from_official(state, source)
+    return mapped, unexpected + list(extras)
+
+
 def is_image_checkpoint(state: dict) -> bool:
     """An image DiT checkpoint has a spatial ``pos_embed`` but no temporal embedding."""
     return "pos_embed" in state and "temp_embed" not in state
@@ -83,8 +96,9 @@ def init_model_from(model: nn.Module, path: str | Path, temporal_from_spatial: b
     With an image DiT source and ``temporal_from_spatial=False`` the temporal blocks keep their fresh
     initialisation; otherwise DiT block ``i`` initialises Latte block ``i`` whatever its kind (official).
     """
-    state = read_state_dict(path)
+    state, unmapped = _from_official_t2v(read_state_dict(path), str(path))
     report = InitReport(source=str(path))
+    report.skipped += [(k, "no counterpart in our layout") for k in unmapped]
     target = model.state_dict()
     fresh_blocks = set()
     if is_image_checkpoint(state) and not temporal_from_spatial:

@@ -86,6 +86,8 @@ class Trainer:
                               f"of {tc.batch_size} per rank on {self.dist.world_size} rank(s)")
         self._autoencoder = None
         self._text_encoder = None
+        self._batch_checked = False
+        self._caption_memo: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
         self.step = 0
         self.position = DataPosition()
@@ -125,13 +127,9 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
 
     def _build_dataset(self) -> Dataset:
-        try:
-            from latte.data import build_dataset
-        except ImportError:
-            raise ConfigError("data: this installation has no dataset builder (latte.data.build_dataset); pass a "
-                              "dataset to latte.training.train(config, dataset=...)") from None
-        return build_dataset(self.config, split="train") if self.train_cfg.use_cache else build_dataset(
-            self.config, split="train")
+        from latte.data import build_dataset
+
+        return build_dataset(self.config, split="train", progress=self.dist.is_main)
 
     def _wrap_model(self) -> torch.nn.Module:
         tc, model = self.train_cfg, self.model
@@ -165,7 +163,11 @@ class Trainer:
         if self._text_encoder is None:
             from latte.encoders import build_text_encoder
 
-            self._text_encoder = build_text_encoder(self.config.text_encoder, device=self.device)
+            encoder = build_text_encoder(self.config.text_encoder, device=self.device)
+            if encoder.dim != self.config.model.text_dim:
+                raise ConfigError(f"model.text_dim ({self.config.model.text_dim}) must equal the text encoder's "
+                                  f"feature size ({encoder.dim}, text_encoder.kind {self.config.text_encoder.kind})")
+            self._text_encoder = encoder
         return self._text_encoder
 
     # -------------------------------------------------------------------------------------------- one step
@@ -185,6 +187,22 @@ class Trainer:
                     kwargs["generator"] = torch.Generator(device=self.device).manual_seed(seed)
                 out.append(encode(video[i:i + 1], **kwargs))
         return torch.cat(out).float()
+
+    def _check_batch(self, batch: dict, x0: torch.Tensor) -> None:
+        """First batch only: the data must fit the model (channels, size, frames, labels/captions)."""
+        cfg, k = self.config.model, self.train_cfg.num_images
+        expected = (cfg.in_channels, cfg.num_frames + k, cfg.input_size, cfg.input_size)
+        if tuple(x0.shape[1:]) != expected:
+            raise ConfigError(
+                f"the data gives latents (C, F, h, w) = {tuple(x0.shape[1:])} but the model expects {expected} "
+                f"(model.in_channels, model.num_frames + train.num_images, model.input_size x2); check "
+                "data.num_frames, data.image_size and the autoencoder's downsampling/latent channels")
+        needs = {"class": ("y", "class labels (data.kind classes or synthetic)"),
+                 "text": ("caption", "captions (data.kind captions or synthetic)")}.get(cfg.conditioning)
+        if needs and needs[0] not in batch and not (cfg.conditioning == "text" and "text" in batch):
+            raise ConfigError(f"model.conditioning '{cfg.conditioning}' needs {needs[1]}; the dataset items have "
+                              f"only {', '.join(sorted(batch))}")
+        self._batch_checked = True
 
     def _condition(self, batch: dict, drop: torch.Tensor) -> dict:
         """Model keyword arguments: class labels / text features (with CFG dropout) and joint-image inputs."""
@@ -219,10 +237,27 @@ class Trainer:
         captions = batch[caption_key]
         if captions and isinstance(captions[0], list):  # per-sample lists of image captions (B, K)
             flat = ["" if d else c for caps, d in zip(captions, dropped) for c in caps]
-            hidden, mask = self.text_encoder.encode(flat)
+            hidden, mask = self._encode_captions(flat)
             k = len(captions[0])
             return hidden.reshape(len(captions), k, *hidden.shape[1:]), mask.reshape(len(captions), k, -1)
-        return self.text_encoder.encode(["" if d else c for c, d in zip(captions, dropped)])
+        return self._encode_captions(["" if d else c for c, d in zip(captions, dropped)])
+
+    def _encode_captions(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text-encoder features, memoised per caption (up to ~256 MB) when features do not depend on the batch."""
+        encoder = self.text_encoder
+        if getattr(encoder, "truncate_to_valid", False):  # the length depends on the batch: no memo
+            return encoder.encode(captions)
+        memo = self._caption_memo
+        missing = list(dict.fromkeys(c for c in captions if c not in memo))
+        if missing:
+            hidden, mask = encoder.encode(missing)
+            per_entry = hidden[0].numel() * hidden.element_size()
+            for c, h, m in zip(missing, hidden, mask):
+                if len(memo) * per_entry < 256 * 2**20:
+                    memo[c] = (h, m)
+            if any(c not in memo for c in captions):  # memo full: encode this batch directly
+                return encoder.encode(captions)
+        return torch.stack([memo[c][0] for c in captions]), torch.stack([memo[c][1] for c in captions])
 
     def _model_fn(self, x, t, **kwargs):
         """The model under autocast, returning float32 (the diffusion losses are computed in float32)."""
@@ -234,6 +269,8 @@ class Trainer:
         """Forward + backward of one micro-batch; returns the detached per-term means ``[loss, mse, vb]``."""
         keys = batch["index"].tolist()
         x0 = self._latents(batch, keys)
+        if not self._batch_checked:
+            self._check_batch(batch, x0)
         t, noise, drop = per_sample_draws(keys, self.train_cfg.seed, self.step, self.diffusion.num_timesteps,
                                           tuple(x0.shape[1:]), self.device)
         kwargs = self._condition(batch, drop)
@@ -414,6 +451,7 @@ class Trainer:
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
+        log.propagate = False  # the progress bar prints; the file keeps everything
         self._log_handler = handler
         save_run_config(self.config, self.run_dir / "run_config.yaml")
         from torch.utils.tensorboard import SummaryWriter
@@ -463,7 +501,7 @@ class Trainer:
             self._writer.add_scalar(f"train/{name}", value, self.step)
         if self._wandb is not None:
             self._wandb.log({f"train/{k}": v for k, v in scalars.items()}, step=self.step)
-        log.info(f"step {self.step}/{self.train_cfg.max_steps} " + " ".join(
+        self._info(f"step {self.step}/{self.train_cfg.max_steps} " + " ".join(
             f"{k} {v:.4g}" for k, v in scalars.items()))
 
     # ----------------------------------------------------------------------------------------------- loop
