@@ -45,11 +45,11 @@ class ClassifierTrainConfig:
     size: int = option(32, "frame side in pixels; evaluated videos are resized to it")
     num_videos: int = option(2048, "training clips rendered once before training")
     val_videos: int = option(256, "validation clips (the dataset's val split: unseen placements)")
-    steps: int = option(800, "optimizer steps")
-    batch_size: int = option(32, "clips per step")
+    steps: int = option(600, "optimizer steps")
+    batch_size: int = option(16, "clips per step")
     lr: float = option(2e-3, "AdamW learning rate (cosine decay to 0)")
     weight_decay: float = option(1e-4, "AdamW weight decay")
-    width: int = option(24, "channels of the first conv block (doubled twice)")
+    width: int = option(16, "channels of the first conv block (doubled twice)")
     feature_dim: int = option(64, "size of the penultimate feature vector (the synthetic-FVD space)")
     noise_std: float = option(0.05, "std of Gaussian pixel noise added to training clips (in [-1, 1] units), so "
                                     "features stay meaningful on imperfect generated videos")
@@ -63,8 +63,9 @@ class ClassifierTrainConfig:
             raise ConfigError("num_frames must be >= 2: directions need motion")
 
 
-def _conv_block(cin: int, cout: int, stride) -> nn.Sequential:
-    return nn.Sequential(nn.Conv3d(cin, cout, 3, stride, padding=1), nn.GroupNorm(min(8, cout), cout), nn.SiLU())
+def _conv_block(cin: int, cout: int, stride, kernel=(3, 3, 3)) -> nn.Sequential:
+    padding = tuple(k // 2 for k in kernel)
+    return nn.Sequential(nn.Conv3d(cin, cout, kernel, stride, padding), nn.GroupNorm(min(8, cout), cout), nn.SiLU())
 
 
 class VideoAttributeClassifier(nn.Module):
@@ -74,7 +75,7 @@ class VideoAttributeClassifier(nn.Module):
         super().__init__()
         self.head_values = {k: list(v) for k, v in heads.items()}
         self.size = size
-        self.backbone = nn.Sequential(_conv_block(3, width, (1, 2, 2)), _conv_block(width, 2 * width, 2),
+        self.backbone = nn.Sequential(_conv_block(3, width, (1, 2, 2), kernel=(1, 3, 3)), _conv_block(width, 2 * width, 2),
                                       _conv_block(2 * width, 4 * width, 2), _conv_block(4 * width, 4 * width, 1))
         self.project = nn.Linear(8 * width, feature_dim)  # mean- and max-pooled backbone features
         self.heads = nn.ModuleDict({k: nn.Linear(feature_dim, len(v)) for k, v in heads.items()})
