@@ -27,6 +27,7 @@ __all__ = ["save_transformer", "load_transformer", "scheduler_config", "export_t
            "import_from_diffusers"]
 
 TRANSFORMER_WEIGHTS = "diffusion_pytorch_model.safetensors"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".index.json")
 
 
 def _diffusers_version() -> str:
@@ -91,6 +92,16 @@ def _copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst)
 
 
+def _copy_tokenizer(src: Path, dst: Path) -> None:
+    """Copy only the tokenizer files of ``src`` (which may also hold the model's config and weights)."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.is_file() and f.name != "config.json" and not f.name.endswith(WEIGHT_SUFFIXES):
+            shutil.copy2(f, dst / f.name)
+
+
 def _library_class(folder: Path, default: tuple[str, str]) -> tuple[str, str]:
     """``[library, class]`` for ``model_index.json`` from a copied component's config files."""
     cfg = folder / "config.json"
@@ -153,7 +164,7 @@ def export_to_diffusers(run_or_checkpoint: PathLike, out_dir: PathLike, ema: boo
         model_dir, tok_dir = _model_and_tokenizer_folders(base)
         if model_dir.is_dir():
             _copy_tree(model_dir, out / "text_encoder")
-            _copy_tree(tok_dir, out / "tokenizer")
+            _copy_tokenizer(tok_dir, out / "tokenizer")
             written["text_encoder"], written["tokenizer"] = out / "text_encoder", out / "tokenizer"
             components["text_encoder"] = list(_library_class(out / "text_encoder", ("transformers", "AutoModel")))
             components["tokenizer"] = list(_library_class(out / "tokenizer", ("transformers", "AutoTokenizer")))
