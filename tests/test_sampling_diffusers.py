@@ -25,28 +25,42 @@ def t2v_model(seed=0) -> Latte:
     return model.eval()
 
 
-@pytest.fixture(scope="module")
-def t2v_run(tmp_path_factory):
-    """A text-to-video run with a tiny T5 (word tokenizer) and a tiny diffusers AutoencoderKL (factor 2)."""
-    from diffusers import AutoencoderKL
+def make_tiny_t5(folder, d_model=16):
+    """A 1-layer T5 encoder and a word-level fast tokenizer ('$A </s>'), built locally (no download)."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
-    from latte.training.config import run_config_from_dict, save_run_config
-
-    root = tmp_path_factory.mktemp("t2v")
     torch.manual_seed(0)
-    T5EncoderModel(T5Config(vocab_size=len(WORDS), d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2)
-                   ).save_pretrained(root / "t5")
+    T5EncoderModel(T5Config(vocab_size=len(WORDS), d_model=d_model, d_kv=4, d_ff=32, num_layers=1, num_heads=2)
+                   ).save_pretrained(folder)
     vocab = {w: i for i, w in enumerate(WORDS)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", vocab["</s>"])])
     PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
-                            eos_token="</s>").save_pretrained(root / "t5")
+                            eos_token="</s>").save_pretrained(folder)
+    return folder
+
+
+def make_tiny_vae(folder):
+    """A diffusers AutoencoderKL with 4 latent channels and downsampling factor 2."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
     AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
                   block_out_channels=(8, 8), layers_per_block=1, latent_channels=4, norm_num_groups=4,
-                  sample_size=16).save_pretrained(root / "vae")
+                  sample_size=16).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def t2v_run(tmp_path_factory):
+    """A text-to-video run with a tiny T5 (word tokenizer) and a tiny diffusers AutoencoderKL (factor 2)."""
+    from latte.training.config import run_config_from_dict, save_run_config
+
+    root = tmp_path_factory.mktemp("t2v")
+    make_tiny_t5(root / "t5")
+    make_tiny_vae(root / "vae")
     ckpt = root / "run" / "checkpoints" / "step_0000001"
     t2v_model(1).save_pretrained(ckpt / "ema")
     t2v_model(2).save_pretrained(ckpt / "model")
