@@ -110,3 +110,13 @@ def test_two_gloo_processes_match_one_process(tmp_path):
                                                                 4, 1), batch_size=3, progress=False)
     for rank in range(2):
         np.testing.assert_allclose(np.load(tmp_path / f"rank{rank}.npy"), single, rtol=0, atol=1e-12)
+
+
+def test_step_of_reads_sidecar_checkpoint_then_folder_name():
+    from latte.metrics.evaluate import step_of
+
+    entry = tensor_videos(torch.zeros(1, 3, 2, 2, 2, dtype=torch.uint8),
+                          [{"steps": 250, "checkpoint": "runs/a/checkpoints/step_0004000"}])
+    assert step_of("samples/x", entry) == 4000  # "steps" (sampling steps) is not the training step
+    assert step_of("samples/step_300", tensor_videos(torch.zeros(1, 3, 2, 2, 2, dtype=torch.uint8))) == 300
+    assert step_of("samples/final", tensor_videos(torch.zeros(1, 3, 2, 2, 2, dtype=torch.uint8))) is None

@@ -86,13 +86,22 @@ def make_settings(preset: str = "fvd2048_16f", **overrides) -> EvalSettings:
 
 
 def step_of(source: Source, entries: list[VideoEntry]) -> Optional[int]:
-    """Training step of a sample folder: a sidecar ``step``/``checkpoint_step``, else ``step_<N>`` in the path."""
+    """Training step of a sample folder: a sidecar ``step``/``checkpoint_step``, else ``step_<N>`` in the
+    sidecar's ``checkpoint`` path (what ``latte sample`` writes), else in the folder path."""
+    texts = []
     for entry in entries[:1]:
         for key in ("step", "checkpoint_step", "train_step"):
             if isinstance(entry.meta.get(key), int):
                 return entry.meta[key]
-    match = re.search(r"step[_-]?(\d+)", str(source)) if isinstance(source, (str, Path)) else None
-    return int(match.group(1)) if match else None
+        if isinstance(entry.meta.get("checkpoint"), str):
+            texts.append(entry.meta["checkpoint"])
+    if isinstance(source, (str, Path)):
+        texts.append(str(source))
+    for text in texts:
+        match = re.search(r"step[_-]?(\d+)", text)
+        if match:
+            return int(match.group(1))
+    return None
 
 
 class _Side:
