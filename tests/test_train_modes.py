@@ -133,3 +133,19 @@ def test_wandb_without_package_is_a_config_error(tmp_path, monkeypatch):
     data["wandb"] = {"enabled": True}
     with pytest.raises(ConfigError, match=r"wandb\.enabled"):
         train(build(data), dataset=tiny_dataset())
+
+
+def test_training_from_the_latent_cache(tmp_path):
+    from latte.config import from_dict
+    from latte.data.cache import CacheConfig, build_cache
+    from latte.encoders import build_autoencoder
+
+    data = _synthetic_config(tmp_path / "run", {"conditioning": "class", "num_classes": 8}, use_cache=True)
+    data["data"]["cache_dir"] = str(tmp_path / "cache")
+    cache_cfg = from_dict(CacheConfig, {"data": data["data"], "autoencoder": data["autoencoder"],
+                                        "cache": {"views": 1, "num_workers": 0, "dtype": "float32",
+                                                  "text_features": False}})
+    build_cache(cache_cfg, build_autoencoder(cache_cfg.autoencoder))
+    trainer = Trainer(build(data))
+    assert type(trainer.dataset).__name__ == "CachedLatentDataset"
+    assert trainer.fit().step == 2

@@ -63,6 +63,7 @@ class Trainer:
 
         self.config, tc = config, config.train
         self.train_cfg = tc
+        self._early_messages: list[str] = []  # logged before log.txt exists; written to it when it does
         self.on_step_end = on_step_end
         self.dist = setup_distributed(device)
         self.device = self.dist.device
@@ -72,7 +73,7 @@ class Trainer:
 
         seed_everything(tc.seed)  # identical initial weights on every rank (FSDP does not broadcast them)
         self.model = Latte(config.model)
-        if tc.init_from and not resume:
+        if tc.init_from and resume is None:
             from latte.training.init_from import init_model_from
 
             self._info(init_model_from(self.model, tc.init_from, tc.init_temporal_from_spatial).summary())
@@ -435,10 +436,15 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------- logging
     def _info(self, message: str) -> None:
-        if self.dist.is_main:
+        """A message for the user (rank 0): progress-bar-safe console line + ``log.txt``."""
+        if not self.dist.is_main:
+            return
+        if self._pbar_active():
             log.info(message)
-            if self._pbar_active():
-                self._pbar.write(message)
+            self._pbar.write(message)
+        else:
+            self._early_messages.append(message)
+            print(message, flush=True)
 
     def _pbar_active(self) -> bool:
         return getattr(self, "_pbar", None) is not None
@@ -452,6 +458,9 @@ class Trainer:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False  # the progress bar prints; the file keeps everything
+        for message in self._early_messages:
+            log.info(message)
+        self._early_messages.clear()
         self._log_handler = handler
         save_run_config(self.config, self.run_dir / "run_config.yaml")
         from torch.utils.tensorboard import SummaryWriter
