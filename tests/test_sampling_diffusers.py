@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from latte.config import ConfigError
-from latte.interop.diffusers import export_to_diffusers, import_from_diffusers, save_transformer
+from latte.interop.diffusers import import_from_diffusers, save_transformer
 from latte.models import Latte, LatteConfig
 from latte.sampling import LattePipeline
 

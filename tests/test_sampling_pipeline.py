@@ -4,9 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from latte.config import to_dict
 from latte.encoders.autoencoders import IdentityAutoencoder
 from latte.models import Latte, LatteConfig
 from latte.sampling import SAMPLERS, LattePipeline, sample_loop, save_videos
