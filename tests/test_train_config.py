@@ -59,3 +59,17 @@ def test_yaml_override_and_file_name_in_error(tmp_path):
 def test_shipped_configs_validate(path):
     cfg = load_yaml(path, RunConfig)
     assert cfg.train.lr > 0
+
+
+def test_cli_trains_tiny_config_and_reports_config_errors(tmp_path, capsys):
+    from latte.cli import main
+
+    config = Path(__file__).parents[1] / "configs" / "tiny_uncond.yaml"
+    overrides = ["--set", f"train.run_dir={tmp_path}", "--set", "train.max_steps=1", "--set", "train.warmup_steps=0",
+                 "--set", "train.lr_schedule=constant", "--set", "train.min_lr=0", "--set", "validation.every=0",
+                 "--set", "train.batch_size=2", "--set", "data.synthetic.num_videos=4"]
+    assert main(["train", str(config), *overrides]) == 0
+    assert (tmp_path / "checkpoints" / "step_0000001" / "ema" / "model.safetensors").is_file()
+    assert main(["train", str(config), "--set", "train.lrr=1"]) == 2
+    assert "did you mean 'lr'" in capsys.readouterr().err
+    assert main(["train", str(config), *overrides, "--resume", str(tmp_path / "nope")]) == 2
