@@ -89,3 +89,14 @@ def test_config_errors_are_actionable(tmp_path):
     with pytest.raises(ConfigError, match="divisible by the downsample factor 4"):
         train_vae(tiny_config(tmp_path, vae={**TINY["vae"], "block_out_channels": [8, 8, 8]}),
                   dataset=moving_squares(6, 2, 18), progress=False)
+
+
+def test_trains_on_a_latte_data_dataset(tmp_path):
+    dataset = {"kind": "synthetic", "image_size": 16, "num_frames": 2, "hflip": False,
+               "synthetic": {"num_videos": 6}}
+    cfg = tiny_config(tmp_path, steps=2, data={"source": "dataset", "dataset": dataset, "holdout_videos": 2},
+                      scaling_sample_frames=4)
+    report = train_vae(cfg, progress=False)
+    assert report["steps"] == 2 and report["heldout_frames"] == 4
+    with pytest.raises(ConfigError, match="data.dataset.kind"):
+        train_vae(tiny_config(tmp_path, data={"source": "dataset", "dataset": {"kind": "nope"}}), progress=False)

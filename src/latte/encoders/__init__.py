@@ -31,6 +31,7 @@ def build_autoencoder(cfg: AutoencoderConfig | dict, device=None, dtype=None) ->
 
     if isinstance(cfg, dict):
         cfg = from_dict(AutoencoderConfig, cfg, prefix="autoencoder")
+    cfg.validate()  # sections built in code (defaults) were never validated
     return build_autoencoder_from_config(cfg, device=device, dtype=dtype)
 
 
@@ -43,4 +44,5 @@ def build_text_encoder(cfg: TextEncoderConfig | dict, device=None) -> TextEncode
 
     if isinstance(cfg, dict):
         cfg = from_dict(TextEncoderConfig, cfg, prefix="text_encoder")
+    cfg.validate()
     return load_text_encoder(cfg, device=device)

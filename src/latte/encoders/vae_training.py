@@ -158,7 +158,7 @@ def _build_dataset(cfg: VAEDataConfig, seed: int) -> Sequence[dict]:
     except ImportError as e:
         raise ConfigError("data.source 'dataset' needs latte.data.DataConfig and latte.data.build_dataset, "
                           f"which this installation lacks ({e}); use data.source 'squares'") from None
-    return build_dataset(from_dict(DataConfig, cfg.dataset, prefix="data.dataset"))
+    return build_dataset(from_dict(DataConfig, cfg.dataset, prefix="data.dataset"), split="train", progress=False)
 
 
 # ---------------------------------------------------------------------------------------------- model
