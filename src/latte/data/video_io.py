@@ -83,7 +83,8 @@ def _open(path: str | Path) -> tuple[av.container.InputContainer, av.video.strea
         container.close()
         raise VideoReadError(path, "no_video_stream")
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    # no frame threading (thread_type AUTO): it deadlocks intermittently after a seek; DataLoader workers
+    # provide the parallelism instead
     return container, stream
 
 
