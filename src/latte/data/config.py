@@ -88,8 +88,9 @@ class DataConfig:
                               "UCFCenterCropVideo, FFS/UCF101); center_crop_resize: largest centered square "
                               "then resize (official CenterCropResizeVideo, SkyTimelapse)")
     antialias: bool = option(False, "antialias bilinear downscaling (the official pipeline does not)")
-    hflip: bool = option(True, "random horizontal flip (p=0.5) of training clips; off for captions that name "
-                               "left/right")
+    hflip: bool = option(True, "random horizontal flip (p=0.5) of training clips (and the mirrored cache view); "
+                               "turn off for captions that name left/right. Never applied to kind synthetic, whose "
+                               "captions name directions")
     extensions: list[str] = option(help="file extensions read as videos (case-insensitive)",
                                    factory=lambda: list(VIDEO_EXTENSIONS))
     class_names: list[str] = option(
