@@ -14,7 +14,7 @@ TINY = {
     "data": {"source": "squares", "num_videos": 24, "num_frames": 4, "size": 16, "holdout_videos": 4},
     "vae": {"block_out_channels": [16, 16], "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 4,
             "mid_block_attention": False},
-    "batch_size": 4, "lr": 3e-3, "warmup_steps": 5, "log_every": 5, "scaling_sample_frames": 64,
+    "batch_size": 4, "frames_per_video": None, "lr": 3e-3, "recon_loss": "l1", "warmup_steps": 5, "log_every": 5, "scaling_sample_frames": 64,
 }
 
 
@@ -86,6 +86,8 @@ def test_config_errors_are_actionable(tmp_path):
         tiny_config(tmp_path, vae={**TINY["vae"], "norm_num_groups": 5})
     with pytest.raises(ConfigError, match="data.dataset: required"):
         tiny_config(tmp_path, data={"source": "dataset"})
+    with pytest.raises(ConfigError, match="data.size: only used when data.source is 'squares'"):
+        tiny_config(tmp_path, data={"source": "dataset", "dataset": {"kind": "synthetic"}, "size": 64})
     with pytest.raises(ConfigError, match="divisible by the downsample factor 4"):
         train_vae(tiny_config(tmp_path, vae={**TINY["vae"], "block_out_channels": [8, 8, 8]}),
                   dataset=moving_squares(6, 2, 18), progress=False)
@@ -100,3 +102,15 @@ def test_trains_on_a_latte_data_dataset(tmp_path):
     assert report["steps"] == 2 and report["heldout_frames"] == 4
     with pytest.raises(ConfigError, match="data.dataset.kind"):
         train_vae(tiny_config(tmp_path, data={"source": "dataset", "dataset": {"kind": "nope"}}), progress=False)
+
+
+def test_frames_per_video_draws_a_subset_of_each_video():
+    from latte.encoders.vae_training import _pick_frames
+
+    frames = torch.arange(3 * 5, dtype=torch.float32).view(15, 1, 1, 1).expand(15, 3, 2, 2)
+    picked = _pick_frames(frames, videos=3, per_video=2, generator=torch.Generator().manual_seed(0))
+    ids = picked[:, 0, 0, 0].long().view(3, 2)
+    assert picked.shape == (6, 3, 2, 2)
+    assert ((ids // 5) == torch.arange(3)[:, None]).all()  # two frames from each video
+    assert (ids % 5 == ids[0] % 5).all() and ids[0, 0] != ids[0, 1]
+    assert _pick_frames(frames, 3, None, None) is frames

@@ -149,7 +149,7 @@ def load_diffusers_vae(cfg: AutoencoderConfig, device: torch.device, dtype: torc
             raise MissingWeightsError(f"{what}: weights file not found: {path}")
         kwargs = {"config": str(Path(cfg.single_file_config).expanduser())} if cfg.single_file_config else {}
         try:
-            vae = AutoencoderKL.from_single_file(str(path), local_files_only=True, **kwargs)
+            vae = AutoencoderKL.from_single_file(str(path), local_files_only=True, torch_dtype=dtype, **kwargs)
         except Exception as e:  # diffusers raises many types here; the hint is what the user can act on
             raise MissingWeightsError(
                 f"{what}: could not load the single-file VAE {path}: {e}. Offline, set "
@@ -159,10 +159,10 @@ def load_diffusers_vae(cfg: AutoencoderConfig, device: torch.device, dtype: torc
         folder = path / cfg.subfolder if cfg.subfolder else path
         require_folder(folder, VAE_FILES, what)
         cls = AutoencoderKLTemporalDecoder if cfg.kind == "temporal_decoder" else AutoencoderKL
-        vae = cls.from_pretrained(str(folder), local_files_only=True)
+        vae = cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype)
         source = {"kind": cfg.kind, "path": str(path), "subfolder": cfg.subfolder,
                   "fingerprint": fingerprint(folder)}
-    return vae.to(device=device, dtype=dtype), source
+    return vae.to(device), source
 
 
 def build_autoencoder_from_config(cfg: AutoencoderConfig, device=None, dtype=None):

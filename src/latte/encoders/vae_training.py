@@ -77,6 +77,12 @@ class VAEDataConfig:
             raise ConfigError("data.dataset: required when data.source is 'dataset'")
         if self.source == "squares" and self.dataset:
             raise ConfigError("data.dataset: only used when data.source is 'dataset'")
+        if self.source == "dataset":
+            defaults = VAEDataConfig()
+            unused = [k for k in ("num_videos", "num_frames", "size") if getattr(self, k) != getattr(defaults, k)]
+            if unused:
+                raise ConfigError(f"data.{unused[0]}: only used when data.source is 'squares'; set clip count, "
+                                  "frames and size inside data.dataset instead")
         if self.holdout_videos < 1:
             raise ConfigError("data.holdout_videos: must be >= 1 (PSNR is measured on held-out videos)")
 
@@ -91,13 +97,16 @@ class VAETrainConfig:
     data: VAEDataConfig = option(factory=VAEDataConfig, help="training data")
     vae: VAEArchConfig = option(factory=VAEArchConfig, help="AutoencoderKL architecture")
     steps: int = option(1000, "optimizer steps")
-    batch_size: int = option(8, "videos per step; all their frames form the image batch")
-    lr: float = option(1e-3, "peak AdamW learning rate")
+    batch_size: int = option(32, "videos per step; their frames form the image batch")
+    frames_per_video: Optional[int] = option(
+        1, "frames drawn at random from each video per step (more, less correlated videos for the same "
+              "compute); null = all frames")
+    lr: float = option(2e-3, "peak AdamW learning rate")
     lr_schedule: Literal["constant", "warmup", "cosine"] = option(
         "cosine", "constant; warmup (linear over warmup_steps then constant); cosine (warmup then decay to 0)")
-    warmup_steps: int = option(50, "linear warmup steps (warmup and cosine schedules)")
+    warmup_steps: int = option(30, "linear warmup steps (warmup and cosine schedules)")
     weight_decay: float = option(0.0, "AdamW decoupled weight decay")
-    recon_loss: Literal["l1", "l2"] = option("l1", "pixel reconstruction loss: mean absolute or squared error")
+    recon_loss: Literal["l1", "l2"] = option("l2", "pixel reconstruction loss: mean absolute or squared error")
     kl_weight: float = option(1e-4, "weight of the KL term (KL averaged over latent elements)")
     perceptual_weight: float = option(
         0.0, "weight of a perceptual (LPIPS-style) term; needs `perceptual_weights` (not supported yet: > 0 "
@@ -116,6 +125,8 @@ class VAETrainConfig:
             raise ConfigError(
                 "perceptual_weight/perceptual_weights: a perceptual (LPIPS) term is not implemented in this "
                 "version of latte train-vae; remove these keys (reconstruction + KL is used)")
+        if self.frames_per_video is not None and self.frames_per_video < 1:
+            raise ConfigError(f"frames_per_video: must be >= 1 or null, got {self.frames_per_video}")
         for key in ("steps", "batch_size", "log_every", "ckpt_every", "keep_last", "scaling_sample_frames"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {getattr(self, key)}")
@@ -188,6 +199,15 @@ def psnr(reference: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
 def _frames(dataset: Sequence[dict], indices: Sequence[int]) -> torch.Tensor:
     videos = torch.stack([dataset[int(i)]["video"] for i in indices])
     return frames_of(videos)
+
+
+def _pick_frames(frames: torch.Tensor, videos: int, per_video: int | None, generator) -> torch.Tensor:
+    """``(videos*F, 3, H, W)`` → ``(videos*per_video, 3, H, W)``: the same random frame positions per video."""
+    total = frames.shape[0] // videos
+    if per_video is None or per_video >= total:
+        return frames
+    keep = torch.randperm(total, generator=generator)[:per_video]
+    return frames.view(videos, total, *frames.shape[1:])[:, keep].flatten(0, 1)
 
 
 @torch.no_grad()
@@ -320,7 +340,8 @@ def train_vae(cfg: VAETrainConfig, dataset: Sequence[dict] | None = None, resume
                     group["lr"] = lr
                 batch_gen = torch.Generator().manual_seed(mix_seed(cfg.seed, step, 0))
                 indices = torch.randint(n_train, (cfg.batch_size,), generator=batch_gen).tolist()
-                frames = _frames(dataset, indices).to(device)
+                frames = _pick_frames(_frames(dataset, indices), cfg.batch_size, cfg.frames_per_video,
+                                      batch_gen).to(device)
                 noise_gen = torch.Generator(device=device).manual_seed(mix_seed(cfg.seed, step, 1))
                 losses = _loss(vae, frames, cfg, noise_gen)
                 optimizer.zero_grad(set_to_none=True)
