@@ -45,4 +45,9 @@ class TextEncoder(Protocol):
 
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]: ...
 
+    def null_embedding(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The empty caption's ``(1, max_length, dim)`` features and ``(1, max_length)`` mask, computed once and
+        cached (classifier-free guidance); never truncated — slice ``[:, :L]`` to match truncated features."""
+        ...
+
     def identity(self) -> dict: ...
