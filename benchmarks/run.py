@@ -12,7 +12,7 @@ its own process (clean peak memory); times are medians of ``--repeats`` calls af
 Reported:
 - training: seconds per optimiser step from cached latents, clips/s and frames/s (per device), peak memory,
   MFU = 3 · forward matmul FLOPs (``latte.models.flops``) / step seconds / device peak; on CPU the peak is a
-  measured 2048² GEMM in the path's dtype, on GPU the datasheet dense peak (bf16, or TF32 for float32);
+  measured 1536² GEMM in the path's dtype, on GPU the datasheet dense peak (bf16, or TF32 for float32);
   with on-the-fly VAE encoding: (encode seconds per clip · batch + step seconds) per step.
 - sampling with CFG (one batched forward of 2B per step): seconds per video for DDPM-250, DDIM-50 and
   DPM-Solver-20, *extrapolated* from a timed short DDIM loop (``--sample-steps`` real steps; one model
