@@ -1,0 +1,90 @@
+"""The quickstart's Markdown report: what was trained, the numbers against the bars, GIFs and the loss curve."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+BARS = {"accuracy_train": 0.80, "accuracy_heldout": 0.60, "fvd_ratio": 3.0}
+
+
+def plot_losses(losses_path: Path, out: Path) -> Path | None:
+    if not losses_path.is_file():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in losses_path.read_text().splitlines() if line.strip()]
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for key in ("loss", "mse"):
+        values = [r[key] for r in rows]
+        window = max(1, len(values) // 40)
+        smooth = [sum(values[max(0, i - window + 1):i + 1]) / len(values[max(0, i - window + 1):i + 1])
+                  for i in range(len(values))]
+        ax.plot(steps, smooth, label=key)
+    ax.set_xlabel("optimizer step")
+    ax.set_yscale("log")
+    ax.set_title("training loss (moving average)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def write_report(qs) -> Path:
+    """``OUT/report.md`` from the stage results of a :class:`latte.quickstart.Quickstart`."""
+    out: Path = qs.out
+    stages = {name: qs.stage_result(name) or {} for name in qs.STAGES}
+    ev, tr, data = stages["eval"], stages["train"], stages["data"]
+    plot = plot_losses(qs.paths["latte"] / "losses.jsonl", out / "loss_curve.png")
+    acc_t, acc_h = ev["accuracy_train"], ev["accuracy_heldout"]
+    ratio = ev["synthetic_fvd"] / max(ev["synthetic_fvd_real_baseline"], 1e-12)
+    total = sum(s.get("seconds", 0.0) for s in stages.values() if s)
+    lines = [
+        "# latte quickstart report", "",
+        f"A text-to-video Latte trained from scratch on this machine in {total / 60:.1f} minutes "
+        f"({tr.get('step')} optimizer steps), on {data['train_clips']} procedural clips of "
+        f"{data['combinations'] - data['heldout_combinations']} attribute combinations. "
+        f"{data['heldout_combinations']} combinations were never shown in training: "
+        + ", ".join(f"\"{c}\"" for c in data["heldout"][:6]) + (" ..." if len(data["heldout"]) > 6 else "") + ".",
+        "",
+        "| measure | value | bar |", "|---|---|---|",
+        f"| attribute accuracy, training combinations (all of shape, colour, direction right) | "
+        f"{acc_t['joint']:.1%} | ≥ {BARS['accuracy_train']:.0%}: {_mark(acc_t['joint'] >= BARS['accuracy_train'])} |",
+        f"| attribute accuracy, held-out combinations | {acc_h['joint']:.1%} | ≥ {BARS['accuracy_heldout']:.0%}: "
+        f"{_mark(acc_h['joint'] >= BARS['accuracy_heldout'])} |",
+        f"| synthetic FVD (generated vs real) | {ev['synthetic_fvd']:.3f} | ≤ {BARS['fvd_ratio']:g}× baseline: "
+        f"{_mark(ratio <= BARS['fvd_ratio'])} ({ratio:.2f}×) |",
+        f"| synthetic FVD real-vs-real baseline | {ev['synthetic_fvd_real_baseline']:.3f} | |",
+        f"| temporal consistency: mean frame-to-frame change, generated / real | "
+        f"{ev['temporal_generated']['frame_change']:.4f} / {ev['temporal_real']['frame_change']:.4f} | close |",
+        f"| flicker (mean second difference over time), generated / real | "
+        f"{ev['temporal_generated']['flicker']:.4f} / {ev['temporal_real']['flicker']:.4f} | close |",
+        "", "Per attribute: training " + ", ".join(f"{k} {v:.1%}" for k, v in acc_t.items()
+                                                   if k not in ("joint", "num_videos"))
+        + "; held-out " + ", ".join(f"{k} {v:.1%}" for k, v in acc_h.items() if k not in ("joint", "num_videos"))
+        + ".", "",
+    ]
+    for name, title in (("train", "Training combinations"), ("heldout", "Held-out combinations")):
+        folder = qs.paths["samples"] / f"showcase_{name}"
+        lines += [f"## {title}", ""]
+        for sidecar in sorted(folder.glob("*.json")):
+            meta = json.loads(sidecar.read_text())
+            gif = sidecar.with_suffix(".gif")
+            lines.append(f"![{meta.get('prompt', '')}]({gif.relative_to(out).as_posix()}) `{meta.get('prompt', '')}`")
+            lines.append("")
+    if plot:
+        lines += ["## Training loss", "", f"![loss curve]({plot.name})", ""]
+    lines += ["## Time per stage", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {qs.TITLES[n]} | {stages[n].get('seconds', 0):.0f} |" for n in qs.STAGES if stages[n]]
+    lines += ["", f"Configs of every stage (with the equivalent `latte` commands): `{qs.paths['configs']}`.", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
