@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import logging
 import math
 import resource
@@ -463,6 +464,9 @@ class Trainer:
         self._early_messages.clear()
         self._log_handler = handler
         save_run_config(self.config, self.run_dir / "run_config.yaml")
+        class_names = getattr(self.dataset, "class_names", None)
+        if class_names and self.config.model.conditioning == "class":  # sampling resolves --class NAME with it
+            (self.run_dir / "class_names.json").write_text(json.dumps(list(class_names), indent=1) + "\n")
         from torch.utils.tensorboard import SummaryWriter
 
         self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step or None)
