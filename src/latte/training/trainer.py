@@ -88,6 +88,8 @@ class Trainer:
                               f"of {tc.batch_size} per rank on {self.dist.world_size} rank(s)")
         self._autoencoder = None
         self._text_encoder = None
+        if hasattr(self.dataset, "check_autoencoder"):  # latents cached by another VAE (same path) are refused
+            self.dataset.check_autoencoder(self.autoencoder)
         self._batch_checked = False
         self._caption_memo: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
