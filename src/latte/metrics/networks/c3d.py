@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latte.metrics.networks.resize import resize_bilinear
-from latte.metrics.networks.weights import file_sha256, is_torchscript_archive, load_state_dict_exact
+from latte.metrics.networks.weights import Detector, file_sha256, load_state_dict_exact, open_weights
 
 __all__ = ["C3D", "C3DDetector", "load_c3d", "C3D_LAYERS"]
 
@@ -65,21 +65,14 @@ class C3D(nn.Module):
         return self.fc8(x)
 
 
-class C3DDetector(nn.Module):
+class C3DDetector(Detector):
     """uint8 videos ``(B, 3, 16, H, W)`` → UCF101 class probabilities ``(B, 101)``."""
 
-    def __init__(self, network: nn.Module, identity: dict, torchscript: bool = False):
-        super().__init__()
-        self.network, self.torchscript, self._identity = network, torchscript, identity
-        self.feature_dim = 101
-
-    def identity(self) -> dict:
-        return dict(self._identity)
+    feature_dim = 101
 
     @torch.no_grad()
     def forward(self, videos: torch.Tensor) -> torch.Tensor:
-        if videos.dtype != torch.uint8:
-            raise TypeError(f"C3DDetector expects uint8 videos, got {videos.dtype}")
+        self.check_uint8(videos)
         if self.torchscript:
             return self.network(videos).float()
         return self.network(videos.float() / 255.0 * 2.0 - 1.0).softmax(dim=-1)
@@ -101,13 +94,9 @@ def c3d_state_from_npz(path: str | Path) -> dict[str, torch.Tensor]:
 def load_c3d(path: str | Path, mean_path: str | Path | None = None) -> C3DDetector:
     """Load ``conv3d_deepnetA_ucf.npz`` (+ ``mean2.npz``, looked up beside it) or TorchScript ``c3d_ucf101.pt``."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"C3D weights not found: {path} (expected c3d_ucf101.pt or "
-                                "conv3d_deepnetA_ucf.npz + mean2.npz; see docs/eval.md)")
-    identity = {"network": "c3d_ucf101", "path": str(path), "sha256": file_sha256(path)}
-    if is_torchscript_archive(path):
-        module = torch.jit.load(str(path), map_location="cpu").eval()
-        return C3DDetector(module, {**identity, "format": "torchscript"}, torchscript=True)
+    identity, scripted = open_weights(path, "c3d_ucf101", "C3D", "c3d_ucf101.pt or conv3d_deepnetA_ucf.npz + mean2.npz")
+    if scripted is not None:
+        return C3DDetector(scripted, identity, torchscript=True)
     model = C3D()
     load_state_dict_exact(model, c3d_state_from_npz(path), str(path))
     mean_path = Path(mean_path) if mean_path else path.with_name("mean2.npz")

@@ -19,8 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latte.metrics.networks.resize import resize_bilinear
-from latte.metrics.networks.weights import (file_sha256, is_torchscript_archive, load_state_dict_exact,
-                                            read_state_dict)
+from latte.metrics.networks.weights import Detector, load_state_dict_exact, open_weights, read_state_dict
 
 __all__ = ["InceptionI3d", "I3DDetector", "load_i3d", "INCEPTION_CHANNELS"]
 
@@ -141,27 +140,18 @@ class InceptionI3d(nn.Module):
         return x.squeeze(-1).squeeze(-1).mean(dim=2)
 
 
-class I3DDetector(nn.Module):
+class I3DDetector(Detector):
     """uint8 videos ``(B, 3, T, H, W)`` → FVD features ``(B, 400)`` (time-averaged logits).
 
     Preprocessing of our module: ``x / 255 * 2 - 1`` then TF1-style bilinear resize to 224x224 (no crop), as
     the reference TF FVD code. A TorchScript detector does both itself (``rescale=True, resize=True``).
     """
 
-    def __init__(self, network: nn.Module, identity: dict, torchscript: bool = False):
-        super().__init__()
-        self.network = network
-        self.torchscript = torchscript
-        self.feature_dim = 400
-        self._identity = identity
-
-    def identity(self) -> dict:
-        return dict(self._identity)
+    feature_dim = 400
 
     @torch.no_grad()
     def forward(self, videos: torch.Tensor) -> torch.Tensor:
-        if videos.dtype != torch.uint8:
-            raise TypeError(f"I3DDetector expects uint8 videos, got {videos.dtype}")
+        self.check_uint8(videos)
         if self.torchscript:
             return self.network(videos, rescale=True, resize=True, return_features=True).float()
         x = videos.float() / 255.0 * 2.0 - 1.0
@@ -170,14 +160,9 @@ class I3DDetector(nn.Module):
 
 def load_i3d(path: str | Path) -> I3DDetector:
     """Load ``i3d_pretrained_400.pt`` (state dict, piergiaj names) or ``i3d_torchscript.pt`` (TorchScript)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"I3D weights not found: {path} (expected i3d_pretrained_400.pt or "
-                                "i3d_torchscript.pt; see docs/eval.md)")
-    identity = {"network": "i3d", "path": str(path), "sha256": file_sha256(path)}
-    if is_torchscript_archive(path):
-        module = torch.jit.load(str(path), map_location="cpu").eval()
-        return I3DDetector(module, {**identity, "format": "torchscript"}, torchscript=True)
+    identity, scripted = open_weights(path, "i3d", "I3D", "i3d_pretrained_400.pt or i3d_torchscript.pt")
+    if scripted is not None:
+        return I3DDetector(scripted, identity, torchscript=True)
     model = InceptionI3d()
     load_state_dict_exact(model, read_state_dict(path), str(path))
     return I3DDetector(model.eval(), {**identity, "format": "state_dict"})

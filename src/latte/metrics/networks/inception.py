@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latte.metrics.networks.weights import (file_sha256, is_torchscript_archive, load_state_dict_exact,
-                                            read_state_dict)
+from latte.metrics.networks.weights import Detector, load_state_dict_exact, open_weights, read_state_dict
 
 __all__ = ["FIDInceptionV3", "InceptionFrameDetector", "load_inception"]
 
@@ -165,25 +164,18 @@ class FIDInceptionV3(nn.Module):
         return self.fc(self.forward(x))
 
 
-class InceptionFrameDetector(nn.Module):
+class InceptionFrameDetector(Detector):
     """uint8 videos ``(B, 3, T, H, W)`` → per-frame FID features ``(B*T, 2048)``.
 
     pytorch-fid preprocessing: bilinear resize to 299 (``align_corners=False``), then ``2x - 1``. A TorchScript
     NVIDIA Inception takes uint8 frames and is called with ``return_features=True``.
     """
 
-    def __init__(self, network: nn.Module, identity: dict, torchscript: bool = False):
-        super().__init__()
-        self.network, self.torchscript, self._identity = network, torchscript, identity
-        self.feature_dim = 2048
-
-    def identity(self) -> dict:
-        return dict(self._identity)
+    feature_dim = 2048
 
     @torch.no_grad()
     def forward(self, videos: torch.Tensor) -> torch.Tensor:
-        if videos.dtype != torch.uint8:
-            raise TypeError(f"InceptionFrameDetector expects uint8 videos, got {videos.dtype}")
+        self.check_uint8(videos)
         frames = videos.permute(0, 2, 1, 3, 4).flatten(0, 1)  # (B*T, 3, H, W)
         if self.torchscript:
             return self.network(frames, return_features=True).float()
@@ -193,14 +185,10 @@ class InceptionFrameDetector(nn.Module):
 
 def load_inception(path: str | Path) -> InceptionFrameDetector:
     """Load pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` or NVIDIA's TorchScript ``.pt``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Inception weights not found: {path} (expected "
-                                "pt_inception-2015-12-05-6726825d.pth; see docs/eval.md)")
-    identity = {"network": "inception_v3_fid", "path": str(path), "sha256": file_sha256(path)}
-    if is_torchscript_archive(path):
-        module = torch.jit.load(str(path), map_location="cpu").eval()
-        return InceptionFrameDetector(module, {**identity, "format": "torchscript"}, torchscript=True)
+    identity, scripted = open_weights(path, "inception_v3_fid", "Inception",
+                                      "pt_inception-2015-12-05-6726825d.pth or NVIDIA's TorchScript .pt")
+    if scripted is not None:
+        return InceptionFrameDetector(scripted, identity, torchscript=True)
     model = FIDInceptionV3()
     load_state_dict_exact(model, read_state_dict(path), str(path))
     return InceptionFrameDetector(model.eval(), {**identity, "format": "state_dict"})

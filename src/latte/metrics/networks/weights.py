@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["file_sha256", "is_torchscript_archive", "load_state_dict_exact", "read_state_dict"]
+__all__ = ["Detector", "file_sha256", "is_torchscript_archive", "load_state_dict_exact", "open_weights",
+           "read_state_dict"]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -60,3 +61,33 @@ def load_state_dict_exact(module: nn.Module, state: dict[str, torch.Tensor], sou
                                                         for k in wrong[:3]))
         raise ValueError(f"{source}: not a {type(module).__name__} state dict: " + "; ".join(details))
     module.load_state_dict(state, strict=False)
+
+
+class Detector(nn.Module):
+    """Base of the metric detectors: a network (ours, or a TorchScript module) and the identity (file, sha256,
+    format) recorded next to every result. Subclasses set ``feature_dim`` and implement ``forward``."""
+
+    feature_dim: int = 0
+
+    def __init__(self, network: nn.Module, identity: dict, torchscript: bool = False):
+        super().__init__()
+        self.network, self.torchscript, self._identity = network, torchscript, identity
+
+    def identity(self) -> dict:
+        return dict(self._identity)
+
+    def check_uint8(self, videos: torch.Tensor) -> None:
+        if videos.dtype != torch.uint8:
+            raise TypeError(f"{type(self).__name__} expects uint8 videos, got {videos.dtype}")
+
+
+def open_weights(path: str | Path, network: str, label: str, expected: str):
+    """``(identity, scripted)`` for a detector weights file: ``scripted`` is the loaded TorchScript module when the
+    file is a ``torch.jit`` archive, else None (the caller builds our module and loads the state dict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{label} weights not found: {path} (expected {expected}; see docs/eval.md)")
+    identity = {"network": network, "path": str(path), "sha256": file_sha256(path)}
+    if is_torchscript_archive(path):
+        return {**identity, "format": "torchscript"}, torch.jit.load(str(path), map_location="cpu").eval()
+    return identity, None
