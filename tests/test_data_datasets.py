@@ -8,7 +8,6 @@ from PIL import Image
 
 from latte.config import ConfigError, from_dict
 from latte.data import DataConfig, EmptyDatasetError, build_dataset
-from latte.data.datasets import ClipDataset
 from test_data_util import make_broken_corpus, ramp_video, write_video
 
 SMALL = {"image_size": 16, "num_frames": 4, "frame_interval": 2}

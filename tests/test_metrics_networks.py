@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from latte.metrics.networks.c3d import C3D, C3D_LAYERS, load_c3d
-from latte.metrics.networks.i3d import INCEPTION_CHANNELS, InceptionI3d, Unit3D, load_i3d
+from latte.metrics.networks.i3d import InceptionI3d, Unit3D, load_i3d
 from latte.metrics.networks.inception import FIDInceptionV3, load_inception
 from latte.metrics.networks.resize import resize_bilinear
 

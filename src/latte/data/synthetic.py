@@ -25,8 +25,8 @@ text-to-video model can be sampled on combinations it never saw.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
-from typing import Literal, Optional
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch

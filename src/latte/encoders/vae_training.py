@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 import yaml
 
 from latte.config import ConfigError, from_dict, option, to_dict
