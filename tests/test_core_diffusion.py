@@ -86,3 +86,4 @@ def test_cli_version_and_help():
     assert out.returncode == 0 and "latte-video" in out.stdout
     out = subprocess.run([sys.executable, "-m", "latte", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "commands" in out.stdout
+

@@ -231,7 +231,8 @@ def render_docs(cls: type, title: str | None = None, _prefix: str = "") -> str:
             default = "(required)"
         lines.append(f"| `{key}` | {_type_name(tp).replace('|', '/')} | `{default!r}` | "
                      f"{f.metadata.get('help', '').replace('|', '/')} |")
-    out = "\n".join(lines) + "\n"
+    has_rows = len(lines) > (4 if title else 2)
+    out = "\n".join(lines if has_rows else lines[:2 if title else 0]) + "\n"
     for key, tp in nested:
         out += "\n" + render_docs(tp, title=f"`{key}` ({tp.__name__})", _prefix=f"{key}.")
     return out
