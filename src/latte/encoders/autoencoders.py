@@ -159,7 +159,8 @@ def load_diffusers_vae(cfg: AutoencoderConfig, device: torch.device, dtype: torc
         folder = path / cfg.subfolder if cfg.subfolder else path
         require_folder(folder, VAE_FILES, what)
         cls = AutoencoderKLTemporalDecoder if cfg.kind == "temporal_decoder" else AutoencoderKL
-        vae = cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype)
+        vae = cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype,
+                                   low_cpu_mem_usage=False)  # no `accelerate` needed
         source = {"kind": cfg.kind, "path": str(path), "subfolder": cfg.subfolder,
                   "fingerprint": fingerprint(folder)}
     return vae.to(device), source

@@ -269,7 +269,7 @@ def _restore(resume: str | Path, vae, optimizer) -> tuple[int, float | None]:
     from latte.training.checkpoint import load_train_state, resolve_checkpoint
 
     ckpt = resolve_checkpoint(resume)
-    saved = AutoencoderKL.from_pretrained(str(ckpt / "vae"), local_files_only=True)
+    saved = AutoencoderKL.from_pretrained(str(ckpt / "vae"), local_files_only=True, low_cpu_mem_usage=False)
     mismatched = [k for k in ("block_out_channels", "layers_per_block", "latent_channels", "norm_num_groups")
                   if list(_as_list(saved.config[k])) != list(_as_list(vae.config[k]))]
     if mismatched:
