@@ -18,7 +18,8 @@ Reported:
   DPM-Solver-20, *extrapolated* from a timed short DDIM loop (``--sample-steps`` real steps; one model
   evaluation per step for all three samplers), at batch 1 and at the best of ``--sample-batches``.
 - VAE encode/decode seconds per clip (frame-wise, so extrapolated linearly from ``--vae-frames`` frames).
-Results are appended to BENCHMARKS.md with date, device, versions and the exact command.
+Results are appended to BENCHMARKS.md with date, device, versions and the exact command (raw numbers to
+benchmarks/results.jsonl).
 """
 from __future__ import annotations
 
@@ -254,7 +255,7 @@ def main(argv=None) -> None:
             tqdm.write(f"{spec}: {results[-1]['error']}")
     text = report(args, specs, results, command)
     print(text)
-    raw = Path(args.output).with_suffix(".jsonl")
+    raw = HERE / "results.jsonl"
     if not args.no_write:
         with open(args.output, "a") as f:
             f.write("\n" + text)
