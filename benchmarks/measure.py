@@ -125,6 +125,9 @@ def run_task(spec: dict) -> dict:
     threads = spec.pop("threads", None)
     if threads:
         torch.set_num_threads(threads)
+    if spec.get("device", "cpu") == "cuda":  # float32 matmuls as TF32, as the official training script sets
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     start = time.perf_counter()
     result = task(**spec)
     result["wall_s"] = time.perf_counter() - start
