@@ -169,3 +169,32 @@ def test_config_validation_names_keys():
         from_dict(LatteConfig, {"patch_embedding": "tubelet", "num_frames": 5})
     with pytest.raises(ConfigError, match="depth: expected an integer"):
         from_dict(LatteConfig, {"depth": "deep"})
+
+
+@pytest.mark.parametrize("injection", INJECTIONS)
+def test_text_adaln_reaches_every_block_and_joint_images(injection):
+    """With text_adaln the pooled caption joins the conditioning vector: the output depends on the caption even
+    without any cross-attention path (proj zeroed), and per-image captions condition their own frames."""
+    model = randomize(tiny(cond="text", injection=injection, text_adaln=True))
+    x, t, kw = inputs(model)
+    model(x, t, **kw).square().mean().backward()
+    assert model.text_pooling[1].weight.grad.abs().max() > 0
+    with torch.no_grad():
+        for blk in model.blocks:
+            if hasattr(blk, "cross_attn"):
+                blk.cross_attn.proj.weight.zero_()
+                blk.cross_attn.proj.bias.zero_()
+        other = dict(kw, text=torch.randn_like(kw["text"]))
+        assert (model(x, t, **kw) - model(x, t, **other)).abs().max() > 1e-4
+        x6 = torch.randn(2, 2, 6, 4, 4)
+        image_text = torch.randn(2, 2, 3, 8)
+        a = model(x6, t, num_images=2, image_text=image_text, **kw)
+        image_text[:, 1] += 1.0  # change the second image's caption: only that frame changes
+        b = model(x6, t, num_images=2, image_text=image_text, **kw)
+    per_frame = (a - b).abs().amax(dim=(0, 1, 3, 4))
+    assert (per_frame[:5] < 1e-6).all() and per_frame[5] > 1e-4, per_frame
+
+
+def test_text_adaln_requires_text():
+    with pytest.raises(ConfigError, match="text_adaln"):
+        from_dict(LatteConfig, {"text_adaln": True})

@@ -228,9 +228,9 @@ def t2v_config_to_official(cfg: LatteConfig) -> dict:
     """``LatteConfig`` → the diffusers ``LatteTransformer3DModel`` config (only for models it can express)."""
     if not (cfg.conditioning == "text" and cfg.adaln == "single" and cfg.injection == "adaln"
             and cfg.variant == "interleaved" and cfg.patch_embedding == "frame" and cfg.temporal_pe == "absolute"
-            and cfg.mlp_ratio == 4.0):
+            and cfg.mlp_ratio == 4.0 and not cfg.text_adaln):
         raise ConfigError("only text-conditional, interleaved, frame-patch, adaLN-single models with absolute "
-                          "temporal PE and mlp_ratio 4 have the official text-to-video layout")
+                          "temporal PE, mlp_ratio 4 and no text_adaln have the official text-to-video layout")
     interpolation = max(cfg.input_size // 64, 1)
     if cfg.pe_base_size != cfg.input_size // cfg.patch_size // interpolation:
         raise ConfigError("pe_base_size must be input_size // patch_size for the official layout")

@@ -49,6 +49,11 @@ class LatteConfig:
     class_dropout_prob: float = option(0.1, "training-time probability of replacing a label by the null class; "
                                             "> 0 adds the null row to the embedding table (official)")
     text_dim: int = option(4096, "feature size of the text encoder's hidden states (T5-XXL 4096, MiniLM 384)")
+    text_adaln: bool = option(
+        False, "text models: also add the caption's mean-pooled projected features to the adaLN conditioning "
+               "(timestep) vector, so every block, temporal ones included, sees the caption (as the official "
+               "latte.py 'extras=78' path does with a pooled text embedding); false = cross-attention only, "
+               "as the official text-to-video model")
     pe_base_size: Optional[int] = option(
         None, "spatial sin-cos positions: null = integer patch indices (Latte/MAE, extends to larger grids); "
               "an int = positions rescaled so the grid always spans this many patches (PixArt / Latte-T2V)")
@@ -84,6 +89,8 @@ class LatteConfig:
             raise ConfigError("model.num_classes must be >= 1 when model.conditioning is 'class'")
         if not 0.0 <= self.class_dropout_prob < 1.0:
             raise ConfigError("model.class_dropout_prob must be in [0, 1)")
+        if self.text_adaln and self.conditioning != "text":
+            raise ConfigError("model.text_adaln needs model.conditioning 'text'")
         if self.hidden_size % 4:
             raise ConfigError("model.hidden_size must be divisible by 4 (2-D sin-cos embedding)")
 

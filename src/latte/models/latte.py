@@ -426,6 +426,8 @@ class Latte(nn.Module):
             self.y_embedder = LabelEmbedder(cfg.num_classes, d, cfg.class_dropout_prob)
         if cfg.conditioning == "text":
             self.caption_projection = CaptionProjection(cfg.text_dim, d)
+            if cfg.text_adaln:
+                self.text_pooling = nn.Sequential(nn.SiLU(), nn.Linear(d, d))
         self.blocks = nn.ModuleList(LatteBlock(kind, cfg) for kind in block_kinds(cfg))
         if cfg.injection == "adaln" and cfg.adaln == "single":
             self.adaln_single = nn.Sequential(nn.SiLU(), nn.Linear(d, self.blocks[0].n_mod * d))
@@ -549,24 +551,34 @@ class Latte(nn.Module):
             if y_images is not None:  # video frames share the video label, each image has its own
                 y_emb = torch.cat([y_emb[:, :1].expand(-1, fv, -1), y_emb[:, 1:]], dim=1)
             parts.append(y_emb)
+        text_ctx = text_bias = image_ctx = image_bias = None
+        if cfg.conditioning == "text":
+            if text is None:
+                raise ValueError("this model is text-conditional: pass text, (B, L, text_dim) features")
+            text_ctx = self.caption_projection(text.to(tok.dtype))  # (B, L, D)
+            text_bias = _mask_bias(text_mask, tok.dtype)
+            if image_text is not None:
+                image_ctx = self.caption_projection(image_text.flatten(0, 1).to(tok.dtype))  # (B·K, L, D)
+                image_mask = None if image_text_mask is None else image_text_mask.flatten(0, 1)
+                image_bias = _mask_bias(image_mask, tok.dtype)
+            if cfg.text_adaln:  # the caption, mean-pooled over its real tokens, joins the conditioning vector
+                pooled = self.text_pooling(_masked_mean(text_ctx, text_mask))[:, None]  # (B, 1, D)
+                if image_ctx is not None:
+                    per_image = self.text_pooling(_masked_mean(image_ctx, image_mask)).reshape(b, num_images, -1)
+                    pooled = torch.cat([pooled.expand(-1, fv, -1), per_image], dim=1)
+                parts.append(pooled)
         if cfg.injection == "tokens":
             c = sum(parts)  # for the final layer only (unused there)
             frames = max(p.shape[1] for p in parts)
             cond = torch.stack([p.expand(-1, frames, -1) for p in parts], dim=2)  # (B, F_c, P, D)
         else:
-            c = parts[0] + parts[1] if len(parts) > 1 else parts[0]
+            c = parts[0]
+            for part in parts[1:]:
+                c = c + part  # (B, F_c, D): F_c is 1, or every frame when images carry their own labels
             cond = self.adaln_single(c) if hasattr(self, "adaln_single") else c
 
-        ctx = BlockContext(cond=cond, num_video=fv)
-        if cfg.conditioning == "text":
-            if text is None:
-                raise ValueError("this model is text-conditional: pass text, (B, L, text_dim) features")
-            ctx.text = self.caption_projection(text.to(tok.dtype))
-            ctx.text_bias = _mask_bias(text_mask, tok.dtype)
-            if image_text is not None:
-                ctx.image_text = self.caption_projection(image_text.flatten(0, 1).to(tok.dtype))
-                ctx.image_text_bias = _mask_bias(
-                    None if image_text_mask is None else image_text_mask.flatten(0, 1), tok.dtype)
+        ctx = BlockContext(cond=cond, num_video=fv, text=text_ctx, text_bias=text_bias, image_text=image_ctx,
+                           image_text_bias=image_bias)
         if cfg.temporal_pe == "rope":
             ctx.rope = rope_tables(fv, cfg.head_dim, x.device, tok.dtype)
         elif fv > 1:
@@ -606,6 +618,14 @@ class Latte(nn.Module):
         model = cls(from_dict(LatteConfig, data))
         model.load_state_dict(load_file(str(weights), device=str(device)))
         return model.to(device)
+
+
+def _masked_mean(features: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """Mean of ``features (B, L, D)`` over the real tokens of ``mask (B, L)`` (all tokens when None) → ``(B, D)``."""
+    if mask is None:
+        return features.mean(dim=1)
+    weights = mask.to(features.dtype)[..., None]
+    return (features * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
 def _mask_bias(mask: Optional[torch.Tensor], dtype) -> Optional[torch.Tensor]:
