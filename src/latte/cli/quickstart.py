@@ -8,7 +8,9 @@ def register(sub) -> None:
     p.add_argument("--out", default="quickstart_out", help="output folder (default quickstart_out)")
     p.add_argument("--budget", choices=["full", "smoke"], default="full",
                    help="'smoke' runs every stage with a handful of steps (a test of the path, not of quality)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars in the data, VAE, classifier, cache, sampling and eval stages (the "
+                        "training stage always shows its bar and log lines)")
     p.set_defaults(func=run)
 
 
