@@ -198,3 +198,8 @@ def test_config_validation_messages():
         from_dict(DataConfig, {"frame_samplin": "stride"})
     with pytest.raises(ConfigError, match="purple"):
         from_dict(DataConfig, {"synthetic": {"colors": ["purple"]}})
+
+
+def test_synthetic_section_is_refused_for_other_kinds():
+    with pytest.raises(ConfigError, match="data.synthetic: only used by kind 'synthetic'"):
+        from_dict(DataConfig, {"kind": "videos", "path": "clips", "synthetic": {"num_videos": 8}})

@@ -114,6 +114,8 @@ class DataConfig:
             raise ConfigError(f"data.path: required for kind '{self.kind}' (a folder, or a manifest for captions)")
         if self.kind == "synthetic" and self.path:
             raise ConfigError("data.path: not used by kind 'synthetic'; remove it")
+        if self.kind != "synthetic" and self.synthetic != SyntheticConfig():
+            raise ConfigError(f"data.synthetic: only used by kind 'synthetic' (data.kind is '{self.kind}'); remove it")
         for key in ("image_size", "num_frames", "frame_interval", "min_frames"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"data.{key}: must be >= 1, got {getattr(self, key)}")
