@@ -78,6 +78,19 @@ def test_bf16_autocast_forward_within_tolerance(backend):
     assert 1e-5 < rel < 0.03, f"bf16 relative error {rel:.4f}"
 
 
+def test_auto_backend_is_sdpa_in_float32_and_explicit_softmax_in_cpu_bf16():
+    """'auto' (the default) picks the faster kernel per precision: the same numbers as that backend, bit for bit."""
+    models = {b: randomized(tiny_config(conditioning="class", attention_backend=b)).eval()
+              for b in ("auto", "sdpa", "math")}
+    assert LatteConfig().attention_backend == "auto"
+    x, t, kw = inputs(models["auto"].config)
+    with torch.no_grad():
+        assert torch.equal(models["auto"](x, t, **kw), models["sdpa"](x, t, **kw))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            auto, math, sdpa = (models[b](x, t, **kw) for b in ("auto", "math", "sdpa"))
+    assert torch.equal(auto, math) and not torch.equal(auto, sdpa)
+
+
 def _losses(precision, steps=10):
     torch.manual_seed(0)
     cfg = tiny_config(conditioning="class")

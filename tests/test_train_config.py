@@ -68,8 +68,11 @@ def test_cli_trains_tiny_config_and_reports_config_errors(tmp_path, capsys):
     overrides = ["--set", f"train.run_dir={tmp_path}", "--set", "train.max_steps=1", "--set", "train.warmup_steps=0",
                  "--set", "train.lr_schedule=constant", "--set", "train.min_lr=0", "--set", "validation.every=0",
                  "--set", "train.batch_size=2", "--set", "data.synthetic.num_videos=4"]
-    assert main(["train", str(config), *overrides]) == 0
+    assert main(["train", str(config), *overrides, "--no-progress"]) == 0
     assert (tmp_path / "checkpoints" / "step_0000001" / "ema" / "model.safetensors").is_file()
+    assert "%|" not in capsys.readouterr().err  # no progress bar
+    assert main(["train", str(config), *overrides, "--set", "train.max_steps=2", "--resume"]) == 0
+    assert "%|" in capsys.readouterr().err  # the bar, by default
     assert main(["train", str(config), "--set", "train.lrr=1"]) == 2
     assert "did you mean 'lr'" in capsys.readouterr().err
     assert main(["train", str(config), *overrides, "--resume", str(tmp_path / "nope")]) == 2

@@ -190,7 +190,7 @@ class Quickstart:
                 with open(losses_path, "a") as f:
                     f.write(json.dumps({"step": trainer.step, **{k: float(v) for k, v in last.items()}}) + "\n")
 
-        result = train(cfg, resume=resume, on_step_end=record)
+        result = train(cfg, resume=resume, on_step_end=record, progress=self.progress)
         return {"step": result.step, "stopped_by": result.stopped_by, "checkpoint": str(result.last_checkpoint),
                 "config": str(path)}
 

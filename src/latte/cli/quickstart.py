@@ -9,8 +9,7 @@ def register(sub) -> None:
     p.add_argument("--budget", choices=["full", "smoke"], default="full",
                    help="'smoke' runs every stage with a handful of steps (a test of the path, not of quality)")
     p.add_argument("--no-progress", action="store_true",
-                   help="no progress bars in the data, VAE, classifier, cache, sampling and eval stages (the "
-                        "training stage always shows its bar and log lines)")
+                   help="no progress bars in any stage (the training stages still print their log lines)")
     p.set_defaults(func=run)
 
 

@@ -12,6 +12,8 @@ def register(sub) -> None:
                    help="continue a run exactly: its run directory (latest checkpoint) or one checkpoint "
                         "directory; without a value, train.run_dir of the config")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (log lines every train.log_every steps are still printed)")
     p.set_defaults(func=run)
 
 
@@ -26,7 +28,7 @@ def run(args) -> int:
     config = load_run_config(args.config, args.overrides)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
-        result = train(config, resume=args.resume, device=args.device)
+        result = train(config, resume=args.resume, device=args.device, progress=args.progress)
     except NonFiniteError as e:
         print(f"latte train: {e}", file=sys.stderr)
         return 3

@@ -57,9 +57,10 @@ class LatteConfig:
     pe_base_size: Optional[int] = option(
         None, "spatial sin-cos positions: null = integer patch indices (Latte/MAE, extends to larger grids); "
               "an int = positions rescaled so the grid always spans this many patches (PixArt / Latte-T2V)")
-    attention_backend: Literal["sdpa", "math"] = option(
-        "sdpa", "'sdpa' = torch scaled_dot_product_attention (fused kernels); 'math' = explicit softmax, "
-                "as the official code (the benchmark baseline)")
+    attention_backend: Literal["auto", "sdpa", "math"] = option(
+        "auto", "'sdpa' = torch scaled_dot_product_attention (fused kernels); 'math' = explicit softmax, as the "
+                "official code (the benchmark baseline); 'auto' = sdpa, except bf16/fp16 on CPU where the explicit "
+                "softmax is faster (BENCHMARKS.md). All three compute the same function")
     gradient_checkpointing: bool = option(False, "recompute each block's activations in the backward pass "
                                                  "(less memory, ~30% more compute)")
 

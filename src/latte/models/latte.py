@@ -86,7 +86,13 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 
 
 def attend(q, k, v, bias: Optional[torch.Tensor] = None, backend: str = "sdpa") -> torch.Tensor:
-    """Scaled dot-product attention on ``(..., heads, L, head_dim)``; ``bias`` is added to the scores."""
+    """Scaled dot-product attention on ``(..., heads, L, head_dim)``; ``bias`` is added to the scores.
+
+    ``backend``: 'sdpa' (fused kernels), 'math' (explicit softmax) or 'auto' (sdpa, except half precision on
+    CPU, where torch's fused kernel is slower than the explicit softmax).
+    """
+    if backend == "auto":
+        backend = "math" if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) else "sdpa"
     if backend == "sdpa":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)

@@ -58,7 +58,8 @@ class Trainer:
     """Builds everything a run needs from a :class:`RunConfig`; :meth:`fit` runs the loop."""
 
     def __init__(self, config: RunConfig, dataset: Optional[Dataset] = None, resume: Optional[str] = None,
-                 device: Optional[str] = None, on_step_end: Optional[Callable[["Trainer"], None]] = None):
+                 device: Optional[str] = None, on_step_end: Optional[Callable[["Trainer"], None]] = None,
+                 progress: bool = True):
         from latte.diffusion import diffusion_from_config
         from latte.models.latte import Latte
 
@@ -66,6 +67,7 @@ class Trainer:
         self.train_cfg = tc
         self._early_messages: list[str] = []  # logged before log.txt exists; written to it when it does
         self.on_step_end = on_step_end
+        self.progress = progress  # False: no progress bar (log lines, log.txt and TensorBoard are unchanged)
         self.dist = setup_distributed(device)
         self.device = self.dist.device
         self.run_dir = Path(tc.run_dir)
@@ -477,7 +479,7 @@ class Trainer:
         from tqdm.auto import tqdm
 
         self._pbar = tqdm(total=self.train_cfg.max_steps, initial=self.step, desc="train", unit="step",
-                          dynamic_ncols=True)
+                          dynamic_ncols=True, disable=not self.progress)
 
     def _stop_logging(self) -> None:
         if not self.dist.is_main:
@@ -582,13 +584,15 @@ def _start_wandb(config: RunConfig, run_dir: Path):
 
 
 def train(config: RunConfig, dataset: Optional[Dataset] = None, resume: Optional[str] = None,
-          device: Optional[str] = None, on_step_end: Optional[Callable[[Trainer], None]] = None) -> TrainResult:
+          device: Optional[str] = None, on_step_end: Optional[Callable[[Trainer], None]] = None,
+          progress: bool = True) -> TrainResult:
     """Train a Latte model as ``config`` says; ``resume``: a run dir or checkpoint ('' = ``train.run_dir``).
 
     ``dataset``: any map-style dataset of dicts (``latents (C, F, h, w)`` or ``video (3, F, H, W)``, plus ``y``
-    / ``caption``); None builds it from ``config.data``.
+    / ``caption``); None builds it from ``config.data``. ``progress=False`` hides the progress bar.
     """
-    trainer = Trainer(config, dataset=dataset, resume=resume, device=device, on_step_end=on_step_end)
+    trainer = Trainer(config, dataset=dataset, resume=resume, device=device, on_step_end=on_step_end,
+                      progress=progress)
     try:
         return trainer.fit()
     finally:
