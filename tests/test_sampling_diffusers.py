@@ -1,5 +1,6 @@
 """diffusers interop with tiny random weights: export → LatteTransformer3DModel / LattePipeline, import back."""
 import json
+import shutil
 
 import pytest
 import torch
@@ -70,6 +71,10 @@ def t2v_run(tmp_path_factory):
     save_run_config(cfg, ckpt / "run_config.yaml")
     torch.save({"step": torch.tensor(1)}, ckpt / "train_state.pt")
     (root / "run" / "checkpoints" / "latest").write_text(ckpt.name)
+    # the same weights read as a v-prediction run
+    shutil.copytree(root / "run", root / "run_v")
+    cfg.diffusion.prediction_type = "v_prediction"
+    save_run_config(cfg, root / "run_v" / "checkpoints" / ckpt.name / "run_config.yaml")
     return root
 
 
@@ -101,18 +106,21 @@ def test_export_rejects_models_diffusers_cannot_express(tmp_path):
         save_transformer(tiny_model(conditioning="class", num_classes=3), tmp_path / "x")
 
 
-def test_exported_run_runs_in_diffusers_pipeline_like_ours(t2v_run, tmp_path):
-    """End to end: `latte export` → diffusers.LattePipeline gives our pipeline's video for the same seed."""
+@pytest.mark.parametrize("run, prediction_type", [("run", "epsilon"), ("run_v", "v_prediction")])
+def test_exported_run_runs_in_diffusers_pipeline_like_ours(t2v_run, tmp_path, run, prediction_type):
+    """End to end: `latte export` → diffusers.LattePipeline gives our pipeline's video for the same seed (for an
+    epsilon and a v-prediction run: diffusers' scheduler reads the exported prediction_type)."""
     from diffusers import LattePipeline as DiffusersLattePipeline
 
     from latte.cli import main
 
     out = tmp_path / "export"
-    assert main(["export", "--to", "diffusers", str(t2v_run / "run"), str(out)]) == 0
+    assert main(["export", "--to", "diffusers", str(t2v_run / run), str(out)]) == 0
     index = json.loads((out / "model_index.json").read_text())
     assert index["transformer"] == ["diffusers", "LatteTransformer3DModel"]
     assert index["vae"] == ["diffusers", "AutoencoderKL"] and index["text_encoder"][1] == "T5EncoderModel"
-    assert "variance_type" not in json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    scheduler = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    assert "variance_type" not in scheduler and scheduler["prediction_type"] == prediction_type
 
     theirs = DiffusersLattePipeline.from_pretrained(str(out))
     theirs.set_progress_bar_config(disable=True)
@@ -122,10 +130,12 @@ def test_exported_run_runs_in_diffusers_pipeline_like_ours(t2v_run, tmp_path):
 
     ours = LattePipeline.from_diffusers(out)
     assert ours.defaults.sampler == "ddim-diffusers" and ours.truncate_text
+    assert ours.prediction_type == prediction_type
     mine = ours(prompts=["a red square"], seed=7, steps=3, cfg_scale=4.0, frames=4, height=16, width=16,
                 output_type="tensor", progress=False).videos  # (1, 3, F, H, W) in [-1, 1]
     torch.testing.assert_close((mine / 2 + 0.5).clamp(0, 1).transpose(1, 2), video, atol=1e-4, rtol=0)
 
     # the run itself (EMA weights, masked prompt features) samples from the same weights
-    run_pipe = LattePipeline.from_run(t2v_run / "run")
+    run_pipe = LattePipeline.from_run(t2v_run / run)
+    assert run_pipe.prediction_type == prediction_type
     assert all(torch.equal(v, ours.model.state_dict()[k]) for k, v in run_pipe.model.state_dict().items())

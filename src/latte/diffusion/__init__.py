@@ -5,11 +5,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from latte.config import ConfigError, option
-from latte.diffusion.gaussian import GaussianDiffusion, beta_schedule, respaced, space_timesteps
+from latte.diffusion.gaussian import PREDICTION_TYPES, GaussianDiffusion, beta_schedule, respaced, space_timesteps
 from latte.diffusion.guidance import classifier_free_guidance
 
 __all__ = ["DiffusionConfig", "GaussianDiffusion", "create_diffusion", "space_timesteps",
-           "classifier_free_guidance"]
+           "classifier_free_guidance", "PREDICTION_TYPES"]
 
 
 @dataclass
@@ -21,6 +21,11 @@ class DiffusionConfig:
     diffusion_steps: int = option(1000, "number of diffusion steps T of the training process")
     timestep_respacing: str = option("", "respace the training process: '' = all T steps (official); "
                                          "'250' or 'ddim50' style strings as in the official code")
+    prediction_type: Literal["epsilon", "v_prediction"] = option(
+        "epsilon", "what the model predicts: 'epsilon' = the noise (official Latte, and every released checkpoint) "
+                   "or 'v_prediction' = the velocity sqrt(abar)*eps - sqrt(1-abar)*x0, which small models learn "
+                   "much better at high noise, where a video's layout and motion are decided (the quickstart "
+                   "uses it). Saved with the run; sampling and diffusers export follow it")
 
     def validate(self) -> None:
         if self.diffusion_steps < 2:
@@ -33,17 +38,18 @@ class DiffusionConfig:
 
 
 def create_diffusion(timestep_respacing: str | None = "", noise_schedule: str = "linear",
-                     learn_sigma: bool = True, diffusion_steps: int = 1000) -> GaussianDiffusion:
+                     learn_sigma: bool = True, diffusion_steps: int = 1000,
+                     prediction_type: str = "epsilon") -> GaussianDiffusion:
     """The official constructor: ``""``/None = all steps; ``"250"``, ``"ddim50"``, ... respace them."""
     betas = beta_schedule(noise_schedule, diffusion_steps)
     if not timestep_respacing:
         timestep_respacing = [diffusion_steps]
     if isinstance(timestep_respacing, list):
         timestep_respacing = ",".join(str(x) for x in timestep_respacing)
-    return respaced(betas, space_timesteps(diffusion_steps, timestep_respacing), learn_sigma)
+    return respaced(betas, space_timesteps(diffusion_steps, timestep_respacing), learn_sigma, prediction_type)
 
 
 def diffusion_from_config(cfg: DiffusionConfig, learn_sigma: bool, timestep_respacing: str | None = None):
     """The process a run trains with (or, given ``timestep_respacing``, samples with)."""
     spacing = cfg.timestep_respacing if timestep_respacing is None else timestep_respacing
-    return create_diffusion(spacing, cfg.noise_schedule, learn_sigma, cfg.diffusion_steps)
+    return create_diffusion(spacing, cfg.noise_schedule, learn_sigma, cfg.diffusion_steps, cfg.prediction_type)

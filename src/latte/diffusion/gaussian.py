@@ -2,8 +2,12 @@
 
 Schedules are float64 tensors; each per-timestep coefficient is gathered and cast to float32 for the batch
 (``extract``), exactly as the official code does with numpy arrays, so losses match it to float precision.
-Model output convention: ``(B, 2C, F, H, W)`` with epsilon in channels ``[:C]`` and, when the variance is learned,
-the interpolation values ``v`` in ``[C:]``: ``log σ² = frac·log β_t + (1 − frac)·log β̃_t`` with ``frac = (v+1)/2``.
+Model output convention: ``(B, 2C, F, H, W)`` with the prediction in channels ``[:C]`` and, when the variance is
+learned, the interpolation values in ``[C:]``: ``log σ² = frac·log β_t + (1 − frac)·log β̃_t``, ``frac = (val+1)/2``.
+The prediction is epsilon (official) or, with ``prediction_type='v_prediction'``, the velocity
+``v = √ᾱ·ε − √(1−ᾱ)·x_0`` (Salimans & Ho 2022): ``x_0 = √ᾱ·x_t − √(1−ᾱ)·v`` then needs no division by ``√ᾱ``, so
+errors are not amplified at high noise, where a small model's epsilon errors blow up into the coarse layout and
+motion of a video.
 """
 from __future__ import annotations
 
@@ -63,6 +67,9 @@ def discretized_gaussian_log_likelihood(x, means, log_scales) -> torch.Tensor:
                        torch.where(x > 0.999, log_one_minus_cdf_min, torch.log(cdf_delta.clamp(min=1e-12))))
 
 
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The process
 # --------------------------------------------------------------------------------------------------------------
@@ -75,7 +82,11 @@ class GaussianDiffusion:
     on; the model is always called with the original timesteps.
     """
 
-    def __init__(self, betas: np.ndarray, learn_sigma: bool = True, timestep_map: Optional[list[int]] = None):
+    def __init__(self, betas: np.ndarray, learn_sigma: bool = True, timestep_map: Optional[list[int]] = None,
+                 prediction_type: str = "epsilon"):
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {prediction_type!r}")
+        self.prediction_type = prediction_type
         betas = np.asarray(betas, dtype=np.float64)
         self.num_timesteps = len(betas)
         self.learn_sigma = learn_sigma
@@ -119,6 +130,18 @@ class GaussianDiffusion:
         return (extract(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t
                 - extract(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape) * eps)
 
+    def velocity(self, x_start, t, noise):
+        """The v-prediction target ``√ᾱ·ε − √(1−ᾱ)·x_0``."""
+        return (extract(self.sqrt_alphas_cumprod, t, x_start.shape) * noise
+                - extract(self.sqrt_one_minus_alphas_cumprod, t, x_start.shape) * x_start)
+
+    def xstart_from_prediction(self, x_t, t, prediction):
+        """``x_0`` from the model's prediction channels (epsilon or v, as this process's ``prediction_type``)."""
+        if self.prediction_type == "v_prediction":
+            return (extract(self.sqrt_alphas_cumprod, t, x_t.shape) * x_t
+                    - extract(self.sqrt_one_minus_alphas_cumprod, t, x_t.shape) * prediction)
+        return self.predict_xstart(x_t, t, prediction)
+
     def predict_eps(self, x_t, t, pred_xstart):
         return ((extract(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t - pred_xstart)
                 / extract(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape))
@@ -136,25 +159,25 @@ class GaussianDiffusion:
         if self.learn_sigma:
             if model_output.shape[1] != 2 * c:
                 raise ValueError(f"learned-sigma model must output {2 * c} channels, got {model_output.shape[1]}")
-            eps, var_values = model_output[:, :c], model_output[:, c:]
+            prediction, var_values = model_output[:, :c], model_output[:, c:]
             min_log = extract(self.posterior_log_variance_clipped, t, x.shape)
             max_log = extract(self.log_betas, t, x.shape)
             frac = (var_values + 1) / 2
             log_variance = frac * max_log + (1 - frac) * min_log
             variance = torch.exp(log_variance)
         else:  # fixed large variance (betas, with the first posterior variance at t = 0)
-            eps = model_output
+            prediction = model_output
             fixed = torch.cat([self.posterior_variance[1:2], self.betas[1:]])
             variance = extract(fixed, t, x.shape)
             log_variance = extract(torch.log(fixed), t, x.shape)
-        pred_xstart = self.predict_xstart(x, t, eps)
+        pred_xstart = self.xstart_from_prediction(x, t, prediction)
         if denoised_fn is not None:
             pred_xstart = denoised_fn(pred_xstart)
         if clip_denoised:
             pred_xstart = pred_xstart.clamp(-1, 1)
         mean, _, _ = self.q_posterior(pred_xstart, x, t)
         return {"mean": mean, "variance": variance, "log_variance": log_variance,
-                "pred_xstart": pred_xstart, "eps": eps, "model_output": model_output}
+                "pred_xstart": pred_xstart, "model_output": model_output}
 
     # -- training loss ---------------------------------------------------------------------------------------
     def _vb_terms_bpd(self, model_output, x_start, x_t, t) -> torch.Tensor:
@@ -168,7 +191,9 @@ class GaussianDiffusion:
 
     def training_losses(self, model: Callable, x_start, t, model_kwargs: Optional[dict] = None,
                         noise=None) -> dict:
-        """Per-sample ``loss = mse + vb`` (``vb`` only with a learned variance; mean stop-gradient), as official."""
+        """Per-sample ``loss = mse + vb`` (``vb`` only with a learned variance; mean stop-gradient), as official.
+
+        ``mse`` is against the noise (epsilon) or the velocity ``v`` (v_prediction)."""
         noise = torch.randn_like(x_start) if noise is None else noise
         x_t = self.q_sample(x_start, t, noise)
         output = model(x_t, self.model_timesteps(t), **(model_kwargs or {}))
@@ -177,11 +202,12 @@ class GaussianDiffusion:
         if self.learn_sigma:
             frozen = torch.cat([output[:, :c].detach(), output[:, c:]], dim=1)
             terms["vb"] = self._vb_terms_bpd(frozen, x_start, x_t, t)
-            eps = output[:, :c]
+            prediction = output[:, :c]
         else:
-            eps = output
+            prediction = output
             terms["vb"] = torch.zeros(x_start.shape[0], device=x_start.device)
-        terms["mse"] = mean_flat((noise - eps.float()) ** 2)
+        target = self.velocity(x_start, t, noise) if self.prediction_type == "v_prediction" else noise
+        terms["mse"] = mean_flat((target - prediction.float()) ** 2)
         terms["loss"] = terms["mse"] + terms["vb"]
         return terms
 
@@ -263,7 +289,8 @@ def space_timesteps(num_timesteps: int, section_counts) -> set[int]:
     return set(steps)
 
 
-def respaced(base_betas: np.ndarray, use_timesteps: set[int], learn_sigma: bool) -> GaussianDiffusion:
+def respaced(base_betas: np.ndarray, use_timesteps: set[int], learn_sigma: bool,
+             prediction_type: str = "epsilon") -> GaussianDiffusion:
     """A process over the kept steps with ``β'_i = 1 − ᾱ_{t_i}/ᾱ_{t_{i−1}}``, calling the model at ``t_i``."""
     alphas_cumprod = np.cumprod(1.0 - np.asarray(base_betas, dtype=np.float64))
     last, new_betas, timestep_map = 1.0, [], []
@@ -272,4 +299,5 @@ def respaced(base_betas: np.ndarray, use_timesteps: set[int], learn_sigma: bool)
             new_betas.append(1 - a / last)
             last = a
             timestep_map.append(i)
-    return GaussianDiffusion(np.array(new_betas), learn_sigma=learn_sigma, timestep_map=timestep_map)
+    return GaussianDiffusion(np.array(new_betas), learn_sigma=learn_sigma, timestep_map=timestep_map,
+                             prediction_type=prediction_type)

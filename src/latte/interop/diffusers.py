@@ -73,11 +73,12 @@ def load_transformer(folder: PathLike) -> Latte:
     return load_latte_t2v(str(folder)).model
 
 
-def scheduler_config(betas: np.ndarray, noise_schedule: str = "linear") -> dict:
-    """A ``DDIMScheduler`` config (the official text-to-video default) for the training noise schedule."""
+def scheduler_config(betas: np.ndarray, noise_schedule: str = "linear", prediction_type: str = "epsilon") -> dict:
+    """A ``DDIMScheduler`` config (the official text-to-video default) for the training noise schedule and the
+    model's prediction type."""
     steps = len(betas)
     cfg = {"_class_name": "DDIMScheduler", "_diffusers_version": _diffusers_version(),
-           "num_train_timesteps": steps, "prediction_type": "epsilon", "clip_sample": False,
+           "num_train_timesteps": steps, "prediction_type": prediction_type, "clip_sample": False,
            "set_alpha_to_one": True, "steps_offset": 0, "timestep_spacing": "leading", "thresholding": False}
     if noise_schedule == "linear":
         cfg.update(beta_schedule="linear", beta_start=float(betas[0]), beta_end=float(betas[-1]))
@@ -142,7 +143,8 @@ def export_to_diffusers(run_or_checkpoint: PathLike, out_dir: PathLike, ema: boo
     sched.mkdir(exist_ok=True)
     schedule = "linear" if np.allclose(np.linspace(parts.betas[0], parts.betas[-1], len(parts.betas)),
                                        parts.betas, rtol=0, atol=1e-12) else "custom"
-    (sched / "scheduler_config.json").write_text(json.dumps(scheduler_config(parts.betas, schedule), indent=2))
+    config = scheduler_config(parts.betas, schedule, parts.prediction_type)
+    (sched / "scheduler_config.json").write_text(json.dumps(config, indent=2))
     written["scheduler"] = sched
     components = {"transformer": ["diffusers", "LatteTransformer3DModel"], "scheduler": ["diffusers", "DDIMScheduler"],
                   "vae": [None, None], "text_encoder": [None, None], "tokenizer": [None, None]}

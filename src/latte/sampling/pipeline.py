@@ -58,12 +58,14 @@ class LattePipeline:
 
     def __init__(self, model: Latte, autoencoder=None, text_encoder=None, *, betas: Optional[np.ndarray] = None,
                  defaults: Optional[Defaults] = None, class_names: Optional[list[str]] = None,
-                 truncate_text: bool = False, source: Optional[dict] = None, device=None, dtype=None):
+                 truncate_text: bool = False, source: Optional[dict] = None, device=None, dtype=None,
+                 prediction_type: str = "epsilon"):
         """``model`` in native layout; ``autoencoder`` (:class:`latte.encoders.Autoencoder`) is needed for
         pixel output; ``text_encoder`` for text models. ``betas``: the training noise schedule (default linear
-        1e-4..0.02 over 1000 steps). ``truncate_text``: the official single-prompt behaviour (``mask_feature``):
+        1e-4..0.02 over 1000 steps); ``prediction_type``: what the model predicts ('epsilon' or 'v_prediction'). ``truncate_text``: the official single-prompt behaviour (``mask_feature``):
         each prompt's features are cut to its valid tokens and the empty-prompt features to the same length,
         all attended. ``dtype`` (float16/bfloat16) is applied to the transformer on CUDA only."""
+        from latte.diffusion import PREDICTION_TYPES
         from latte.encoders.loading import resolve_dtype
         from latte.sampling.sources import DEFAULTS, linear_betas
 
@@ -73,6 +75,9 @@ class LattePipeline:
         self.autoencoder = autoencoder
         self.text_encoder = text_encoder
         self.betas = np.asarray(betas if betas is not None else linear_betas(), dtype=np.float64)
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {prediction_type!r}")
+        self.prediction_type = prediction_type
         self.defaults = defaults or DEFAULTS[model.config.conditioning]
         self.class_names = list(class_names) if class_names else None
         self.truncate_text = truncate_text
@@ -99,7 +104,8 @@ class LattePipeline:
                                     "encoder; pass text_encoder= (--text-encoder PATH: e.g. a T5 folder)")
         autoencoder = build_autoencoder(ae_cfg, device=device, dtype=dtype) if ae_cfg is not None else None
         text = build_text_encoder(te_cfg, device=device) if te_cfg is not None else None
-        return cls(parts.model, autoencoder, text, betas=parts.betas, defaults=parts.defaults,
+        return cls(parts.model, autoencoder, text, betas=parts.betas, prediction_type=parts.prediction_type,
+                   defaults=parts.defaults,
                    class_names=parts.class_names, truncate_text=parts.truncate_text, source=parts.source,
                    device=device, dtype=dtype)
 
@@ -254,6 +260,7 @@ class LattePipeline:
     def describe(self) -> dict:
         """Provenance shared by every video of this pipeline (goes into each sidecar)."""
         info = {**self.source, "model_config_hash": self.config_hash, "conditioning": self.conditioning,
+                "prediction_type": self.prediction_type,
                 "dtype": str(self.dtype).removeprefix("torch."), "device": str(self.device)}
         if self.autoencoder is not None:
             info["autoencoder"] = self.autoencoder.identity()
@@ -296,7 +303,8 @@ class LattePipeline:
                 cond, uncond = self._text_conditions([r["prompt"] for r in batch])
             model_fn = self._model_fn(cond, uncond, settings["cfg_scale"])
             latents = sample_loop(model_fn, noise, settings["sampler"], settings["steps"], self.betas,
-                                  cfg.learn_sigma, generators, progress=progress)
+                                  cfg.learn_sigma, generators, progress=progress,
+                                  prediction_type=self.prediction_type)
             records = [{**r, **settings, **shared} for r in batch]
             yield SampleOutput(self._finish(latents, output_type), records)
 

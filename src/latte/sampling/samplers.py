@@ -6,9 +6,9 @@ Two families drive the same model function ``model_fn(x (B, C, F, h, w), t (B,))
   official ``sample.py``; ``ddim-stride``: respacing ``"ddim{steps}"``, integer-stride timesteps). These use the
   learned variance (DDPM) through ``GaussianDiffusion``;
 * diffusers schedulers (``dpm-solver`` = DPM-Solver++ multistep, ``euler``, ``euler-a``, ``ddim-diffusers``,
-  ``pndm``, ``heun``, ``deis``, ``unipc``, ...), configured with the training betas of the model. They only
-  understand epsilon, so the model output is split: channels ``[:C]`` go to ``scheduler.step``, the learned
-  variance channels ``[C:]`` are discarded.
+  ``pndm``, ``heun``, ``deis``, ``unipc``, ...), configured with the training betas and prediction type
+  (epsilon or v) of the model. They do not take a learned variance, so the model output is split: channels
+  ``[:C]`` go to ``scheduler.step``, the variance channels ``[C:]`` are discarded.
 
 Randomness comes from one ``torch.Generator`` per video (initial noise and every step's noise), so a video does
 not depend on which other videos share its batch.
@@ -80,22 +80,25 @@ def draw_noise(shape: Sequence[int], generators: Sequence[torch.Generator], devi
     return torch.cat(rows).to(device)
 
 
-def make_scheduler(name: str, betas: np.ndarray):
-    """A fresh diffusers scheduler for sampler ``name`` on the model's training ``betas`` (float64, (T,))."""
+def make_scheduler(name: str, betas: np.ndarray, prediction_type: str = "epsilon"):
+    """A fresh diffusers scheduler for sampler ``name`` on the model's training ``betas`` (float64, (T,)) and
+    ``prediction_type`` ('epsilon' or 'v_prediction', diffusers' names)."""
     import diffusers
 
     spec = DIFFUSERS_SAMPLERS[name]
     cls = getattr(diffusers, spec.class_name)
     return cls(num_train_timesteps=len(betas), trained_betas=np.asarray(betas, dtype=np.float64).tolist(),
-               prediction_type="epsilon", **spec.kwargs)
+               prediction_type=prediction_type, **spec.kwargs)
 
 
 def _official_loop(name: str, model_fn: ModelFn, noise: torch.Tensor, steps: int, betas: np.ndarray,
-                   learn_sigma: bool, generators: Sequence[torch.Generator], progress: bool) -> torch.Tensor:
+                   learn_sigma: bool, prediction_type: str, generators: Sequence[torch.Generator],
+                   progress: bool) -> torch.Tensor:
     from latte.diffusion.gaussian import respaced, space_timesteps
 
     method, spacing = OFFICIAL_SAMPLERS[name]
-    diffusion = respaced(betas, space_timesteps(len(betas), spacing.format(steps=steps)), learn_sigma)
+    diffusion = respaced(betas, space_timesteps(len(betas), spacing.format(steps=steps)), learn_sigma,
+                         prediction_type)
     step = getattr(diffusion, method)
     model = lambda x, t, **_: model_fn(x, t)  # noqa: E731 - GaussianDiffusion passes model_kwargs
     stochastic = method == "p_sample"
@@ -108,8 +111,8 @@ def _official_loop(name: str, model_fn: ModelFn, noise: torch.Tensor, steps: int
 
 
 def _diffusers_loop(name: str, model_fn: ModelFn, noise: torch.Tensor, steps: int, betas: np.ndarray,
-                    generators: Sequence[torch.Generator], progress: bool) -> torch.Tensor:
-    scheduler = make_scheduler(name, betas)
+                    prediction_type: str, generators: Sequence[torch.Generator], progress: bool) -> torch.Tensor:
+    scheduler = make_scheduler(name, betas, prediction_type)
     scheduler.set_timesteps(steps, device=noise.device)
     step_params = inspect.signature(scheduler.step).parameters
     extra = {"generator": list(generators)} if "generator" in step_params else {}
@@ -121,15 +124,15 @@ def _diffusers_loop(name: str, model_fn: ModelFn, noise: torch.Tensor, steps: in
         model_in = scheduler.scale_model_input(x, t)
         t_batch = t.reshape(1).to(x.device).expand(x.shape[0])
         out = model_fn(model_in, t_batch)
-        eps = out[:, :channels]  # learned-sigma split: the scheduler only gets epsilon
-        x = scheduler.step(eps, t, x, return_dict=False, **extra)[0]
+        prediction = out[:, :channels]  # learned-sigma split: the scheduler gets the epsilon / v channels only
+        x = scheduler.step(prediction, t, x, return_dict=False, **extra)[0]
     return x
 
 
 @torch.no_grad()
 def sample_loop(model_fn: ModelFn, noise: torch.Tensor, sampler: str, steps: int, betas: np.ndarray,
                 learn_sigma: bool = True, generators: Optional[Sequence[torch.Generator]] = None,
-                progress: bool = False) -> torch.Tensor:
+                progress: bool = False, prediction_type: str = "epsilon") -> torch.Tensor:
     """Denoise ``noise (B, C, F, h, w)`` (standard normal) into latents with sampler ``sampler``.
 
     Args:
@@ -139,6 +142,7 @@ def sample_loop(model_fn: ModelFn, noise: torch.Tensor, sampler: str, steps: int
         betas: the training noise schedule ``(T,)``, float64.
         learn_sigma: whether ``model_fn`` returns ``2C`` channels (variance values in ``[C:]``).
         generators: one per video, for the per-step noise of stochastic samplers (DDPM, ancestral schedulers).
+        prediction_type: what channels ``[:C]`` of the model output are: 'epsilon' or 'v_prediction'.
     """
     check_sampler(sampler)
     if steps < 1:
@@ -146,5 +150,6 @@ def sample_loop(model_fn: ModelFn, noise: torch.Tensor, sampler: str, steps: int
     generators = list(generators) if generators is not None else [torch.Generator(noise.device.type)
                                                                   for _ in range(noise.shape[0])]
     if sampler in OFFICIAL_SAMPLERS:
-        return _official_loop(sampler, model_fn, noise, steps, betas, learn_sigma, generators, progress)
-    return _diffusers_loop(sampler, model_fn, noise, steps, betas, generators, progress)
+        return _official_loop(sampler, model_fn, noise, steps, betas, learn_sigma, prediction_type, generators,
+                              progress)
+    return _diffusers_loop(sampler, model_fn, noise, steps, betas, prediction_type, generators, progress)

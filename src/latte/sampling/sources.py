@@ -13,6 +13,7 @@ from typing import Optional, Union
 import numpy as np
 
 from latte.config import ConfigError
+from latte.diffusion import PREDICTION_TYPES
 from latte.encoders import AutoencoderConfig, TextEncoderConfig
 from latte.models import Latte
 
@@ -58,6 +59,7 @@ class Parts:
     defaults: Defaults
     source: dict
     class_names: Optional[list[str]] = None
+    prediction_type: str = "epsilon"  # what the model's first C output channels are (epsilon or v_prediction)
     truncate_text: bool = False
     extras: dict = field(default_factory=dict)
 
@@ -123,7 +125,7 @@ def load_run(path: PathLike, ema: bool = True) -> Parts:
     betas = beta_schedule(run.diffusion.noise_schedule, run.diffusion.diffusion_steps)
     return Parts(model=model, autoencoder=run.autoencoder, text_encoder=run.text_encoder if cond == "text" else None,
                  betas=betas, defaults=DEFAULTS[cond], class_names=read_class_names(ckpt, run),
-                 truncate_text=False, source={"checkpoint": str(ckpt), "weights": which})
+                 prediction_type=run.diffusion.prediction_type, truncate_text=False, source={"checkpoint": str(ckpt), "weights": which})
 
 
 def load_model_folder(path: PathLike) -> Parts:
@@ -271,6 +273,10 @@ def load_diffusers(folder: PathLike, vae: Optional[PathLike] = None,
     if sched_file.is_file():
         sched = json.loads(sched_file.read_text())
         parts.betas = betas_from_scheduler_config(sched)
+        parts.prediction_type = sched.get("prediction_type", "epsilon")
+        if parts.prediction_type not in PREDICTION_TYPES:
+            raise ConfigError(f"{sched_file}: prediction_type '{parts.prediction_type}' is not supported (expected "
+                              f"one of {', '.join(PREDICTION_TYPES)})")
         sampler = _SCHEDULER_SAMPLERS.get(sched.get("_class_name"), parts.defaults.sampler)
         parts.defaults = Defaults(sampler, parts.defaults.steps, parts.defaults.cfg_scale)
     vae_path = vae if vae is not None else (folder if (folder / "vae" / "config.json").is_file() else None)
