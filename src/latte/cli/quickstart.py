@@ -14,17 +14,21 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import json
-
     from latte.quickstart import Quickstart
 
+    if args.no_progress:  # also the weight-loading bars of transformers (MiniLM)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     qs = Quickstart(args.out, budget=args.budget, progress=not args.no_progress)
     stages = qs.run()
     ev = stages["eval"]
     print("\nattribute accuracy (all attributes right): training combinations "
           f"{ev['accuracy_train']['joint']:.1%}, held-out combinations {ev['accuracy_heldout']['joint']:.1%}")
     print(f"synthetic FVD {ev['synthetic_fvd']:.3f} (real-vs-real baseline {ev['synthetic_fvd_real_baseline']:.3f})")
-    print(json.dumps({"frame_change": ev["temporal_generated"]["frame_change"]}))
+    gen, real = ev["temporal_generated"], ev["temporal_real"]
+    print(f"temporal consistency: frame change {gen['frame_change']:.4f} (real {real['frame_change']:.4f}), "
+          f"flicker {gen['flicker']:.4f} (real {real['flicker']:.4f})")
     print(f"\nreport:  {qs.out / 'report.md'}\nvideos:  {qs.paths['samples']}\nmodel:   {qs.paths['latte']}")
     print(f"sample again:  latte sample --checkpoint {qs.paths['latte']} --prompt \"a yellow square moving up\" "
           f"--out {qs.out / 'more'} --format mp4,gif --steps 25 --cfg-scale 4 --sampler ddim")
