@@ -70,6 +70,12 @@ def discretized_gaussian_log_likelihood(x, means, log_scales) -> torch.Tensor:
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
+def check_prediction_type(value: str) -> str:
+    if value not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {value!r}")
+    return value
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The process
 # --------------------------------------------------------------------------------------------------------------
@@ -84,9 +90,7 @@ class GaussianDiffusion:
 
     def __init__(self, betas: np.ndarray, learn_sigma: bool = True, timestep_map: Optional[list[int]] = None,
                  prediction_type: str = "epsilon"):
-        if prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {prediction_type!r}")
-        self.prediction_type = prediction_type
+        self.prediction_type = check_prediction_type(prediction_type)
         betas = np.asarray(betas, dtype=np.float64)
         self.num_timesteps = len(betas)
         self.learn_sigma = learn_sigma

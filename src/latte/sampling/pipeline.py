@@ -62,10 +62,11 @@ class LattePipeline:
                  prediction_type: str = "epsilon"):
         """``model`` in native layout; ``autoencoder`` (:class:`latte.encoders.Autoencoder`) is needed for
         pixel output; ``text_encoder`` for text models. ``betas``: the training noise schedule (default linear
-        1e-4..0.02 over 1000 steps); ``prediction_type``: what the model predicts ('epsilon' or 'v_prediction'). ``truncate_text``: the official single-prompt behaviour (``mask_feature``):
-        each prompt's features are cut to its valid tokens and the empty-prompt features to the same length,
-        all attended. ``dtype`` (float16/bfloat16) is applied to the transformer on CUDA only."""
-        from latte.diffusion import PREDICTION_TYPES
+        1e-4..0.02 over 1000 steps); ``prediction_type``: what the model predicts ('epsilon' or
+        'v_prediction'). ``truncate_text``: the official single-prompt behaviour (``mask_feature``): each
+        prompt's features are cut to its valid tokens and the empty-prompt features to the same length, all
+        attended. ``dtype`` (float16/bfloat16) is applied to the transformer on CUDA only."""
+        from latte.diffusion.gaussian import check_prediction_type
         from latte.encoders.loading import resolve_dtype
         from latte.sampling.sources import DEFAULTS, linear_betas
 
@@ -75,9 +76,7 @@ class LattePipeline:
         self.autoencoder = autoencoder
         self.text_encoder = text_encoder
         self.betas = np.asarray(betas if betas is not None else linear_betas(), dtype=np.float64)
-        if prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {prediction_type!r}")
-        self.prediction_type = prediction_type
+        self.prediction_type = check_prediction_type(prediction_type)
         self.defaults = defaults or DEFAULTS[model.config.conditioning]
         self.class_names = list(class_names) if class_names else None
         self.truncate_text = truncate_text
@@ -105,9 +104,8 @@ class LattePipeline:
         autoencoder = build_autoencoder(ae_cfg, device=device, dtype=dtype) if ae_cfg is not None else None
         text = build_text_encoder(te_cfg, device=device) if te_cfg is not None else None
         return cls(parts.model, autoencoder, text, betas=parts.betas, prediction_type=parts.prediction_type,
-                   defaults=parts.defaults,
-                   class_names=parts.class_names, truncate_text=parts.truncate_text, source=parts.source,
-                   device=device, dtype=dtype)
+                   defaults=parts.defaults, class_names=parts.class_names, truncate_text=parts.truncate_text,
+                   source=parts.source, device=device, dtype=dtype)
 
     @classmethod
     def from_run(cls, run_or_checkpoint: PathLike, ema: bool = True, device=None, dtype=None,

@@ -125,7 +125,8 @@ def load_run(path: PathLike, ema: bool = True) -> Parts:
     betas = beta_schedule(run.diffusion.noise_schedule, run.diffusion.diffusion_steps)
     return Parts(model=model, autoencoder=run.autoencoder, text_encoder=run.text_encoder if cond == "text" else None,
                  betas=betas, defaults=DEFAULTS[cond], class_names=read_class_names(ckpt, run),
-                 prediction_type=run.diffusion.prediction_type, truncate_text=False, source={"checkpoint": str(ckpt), "weights": which})
+                 prediction_type=run.diffusion.prediction_type, truncate_text=False,
+                 source={"checkpoint": str(ckpt), "weights": which})
 
 
 def load_model_folder(path: PathLike) -> Parts:
