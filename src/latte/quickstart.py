@@ -78,7 +78,8 @@ class Quickstart:
     def _write_config(self, name: str, data: dict, command: str) -> Path:
         self.paths["configs"].mkdir(parents=True, exist_ok=True)
         path = self.paths["configs"] / f"{name}.yaml"
-        path.write_text(f"# equivalent command: {command.format(config=path)}\n" + yaml.safe_dump(data, sort_keys=False))
+        header = f"# equivalent command: {command.format(config=path)}\n"
+        path.write_text(header + yaml.safe_dump(data, sort_keys=False))
         return path
 
     def vae_config(self) -> dict:
@@ -118,13 +119,18 @@ class Quickstart:
         return {"data": run["data"], "autoencoder": run["autoencoder"], "text_encoder": run["text_encoder"],
                 "cache": {"views": 1, "num_workers": 0, "batch_size": 16, "shard_size": 512, "dtype": "float32"}}
 
+    def _synthetic(self):
+        """The data's ``synthetic`` section as a validated :class:`latte.data.config.SyntheticConfig`."""
+        from latte.config import from_dict
+        from latte.data.config import SyntheticConfig
+
+        return from_dict(SyntheticConfig, self.data["synthetic"], prefix="data.synthetic")
+
     # -- stages --------------------------------------------------------------------------------------------
     def stage_data(self) -> dict:
         from latte.data import SyntheticDataset, write_gif
-        from latte.data.config import SyntheticConfig
-        from latte.config import from_dict
 
-        syn = from_dict(SyntheticConfig, self.data["synthetic"])
+        syn = self._synthetic()
         spec = syn.spec()
         combos = spec.combinations()
         heldout = [c for c in combos if spec.is_heldout(c)]
@@ -154,7 +160,8 @@ class Quickstart:
         from latte.metrics.synthetic import ClassifierTrainConfig, save_classifier, train_classifier
 
         data = self.classifier_config()
-        self._write_config("classifier", data, f"latte train-classifier --config {{config}} --out {self.paths['classifier']}")
+        command = f"latte train-classifier --config {{config}} --out {self.paths['classifier']}"
+        self._write_config("classifier", data, command)
         cfg = from_dict(ClassifierTrainConfig, data)
         model, metrics = train_classifier(cfg, progress=self.progress)
         save_classifier(model, cfg, metrics, self.paths["classifier"])
@@ -195,10 +202,7 @@ class Quickstart:
                 "config": str(path)}
 
     def _prompt_sets(self) -> dict[str, list[str]]:
-        from latte.config import from_dict
-        from latte.data.config import SyntheticConfig
-
-        spec = from_dict(SyntheticConfig, self.data["synthetic"]).spec()
+        spec = self._synthetic().spec()
         combos = spec.combinations()
         train = [_caption(c) for c in combos if not spec.is_heldout(c)]
         heldout = [_caption(c) for c in combos if spec.is_heldout(c)]
@@ -228,13 +232,11 @@ class Quickstart:
         import torch
 
         from latte.data.synthetic import SyntheticDataset
-        from latte.data.config import SyntheticConfig
-        from latte.config import from_dict
         from latte.metrics.clips import tensor_videos
         from latte.metrics.evaluate import evaluate, make_settings
         from latte.metrics.synthetic import temporal_consistency
 
-        syn = from_dict(SyntheticConfig, self.data["synthetic"])
+        syn = self._synthetic()
         frames = self.data["num_frames"]
         n_train = len(self._prompt_sets()["train"])
         # real clips: unseen placements of the training combinations (the generator's target distribution)

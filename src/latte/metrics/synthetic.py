@@ -75,7 +75,8 @@ class VideoAttributeClassifier(nn.Module):
         super().__init__()
         self.head_values = {k: list(v) for k, v in heads.items()}
         self.size = size
-        self.backbone = nn.Sequential(_conv_block(3, width, (1, 2, 2), kernel=(1, 3, 3)), _conv_block(width, 2 * width, 2),
+        self.backbone = nn.Sequential(_conv_block(3, width, (1, 2, 2), kernel=(1, 3, 3)),
+                                      _conv_block(width, 2 * width, 2),
                                       _conv_block(2 * width, 4 * width, 2), _conv_block(4 * width, 4 * width, 1))
         self.project = nn.Linear(8 * width, feature_dim)  # mean- and max-pooled backbone features
         self.heads = nn.ModuleDict({k: nn.Linear(feature_dim, len(v)) for k, v in heads.items()})
