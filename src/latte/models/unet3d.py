@@ -10,11 +10,11 @@ see frames as batch items. Frame-spanning GroupNorms (ResBlocks, output norm), t
 attention regroup it. Transformer tokens are ``(B·F, H·W, C)`` (spatial) or ``(B·H·W, F, C)`` (temporal).
 
 Per level (down i, mid, up i), as the official code:
-    down:  [ResBlock → Transformer3D?] × layers_per_block → Downsample (not the last level) → TemporalModule?
-    mid:   ResBlock → Transformer3D → ResBlock → TemporalModule?
-    up:    [concat skip → ResBlock → Transformer3D?] × (layers_per_block+1) → Upsample (not last) → TemporalModule?
-Skips: the conv_in output, every down ResBlock/transformer output and every downsampler output (not the temporal
-modules'), consumed last-in first-out.
+    down:  [ResBlock → Transformer3D?] × layers_per_block → Downsample (not the last level) → Temporal?
+    mid:   ResBlock → Transformer3D → ResBlock → Temporal?
+    up:    [concat skip → ResBlock → Transformer3D?] × (layers_per_block+1) → Upsample (not last) → Temporal?
+(Temporal? = the VSR temporal module.) Skips: the conv_in output, every down ResBlock/transformer output and every
+downsampler output (not the temporal modules'), consumed last-in first-out.
 
 Joint image-video input (``num_images`` > 0): the last ``num_images`` frames are independent images. Every
 per-frame layer runs on them as on video frames; what mixes frames skips them: temporal attention, temporal
@@ -595,7 +595,7 @@ class UNet3D(nn.Module):
             if class_labels is None:
                 raise ValueError("this U-Net is conditioned on a noise level: pass class_labels, (B,) integers")
             labels = torch.as_tensor(class_labels, device=sample.device).reshape(-1).expand(b)
-            if bool((labels > cfg.max_noise_level).any()):
+            if labels.device.type != "meta" and bool((labels > cfg.max_noise_level).any()):
                 raise ValueError(f"noise level (class_labels) must be <= {cfg.max_noise_level}, got "
                                  f"{labels.tolist()}")
             temb = temb + self.class_embedding(labels).to(temb.dtype)
