@@ -7,7 +7,8 @@ interpolation 61 x 40x64, super-resolution one 8-frame chunk of 320x512 latents,
 ``torch.utils.flop_counter`` on the meta device (matmuls, convolutions and attention; 2 FLOPs per multiply-add;
 element-wise work not counted). Then CPU seconds per forward of the base model (random weights) at 16 x 40x64 in
 float32 (SDPA attention) and bf16 autocast (attention_backend 'auto': explicit softmax on CPU): one warm-up
-forward, then the median of ``--repeats``.
+forward, then the median of ``--repeats``. Reported as process CPU seconds (with one thread: robust to other jobs
+sharing the machine) and wall seconds.
 """
 from __future__ import annotations
 
@@ -60,14 +61,16 @@ def time_base(repeats: int) -> None:
     kw = stage_inputs("base", "cpu")
     for name, backend, autocast in (("float32", "sdpa", False), ("bf16 autocast", "auto", True)):
         model.config.attention_backend = backend
-        times = []
+        wall, cpu = [], []
         for _ in range(repeats + 1):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 model(**kw)
-            times.append(time.perf_counter() - start)
-        print(f"base 16 x 40x64, batch 1, {name}: {statistics.median(times[1:]):.1f} s per forward "
-              f"(warm-up {times[0]:.1f} s; runs {', '.join(f'{t:.1f}' for t in times[1:])})", flush=True)
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+        print(f"base 16 x 40x64, batch 1, {name}: {statistics.median(cpu[1:]):.1f} CPU s per forward "
+              f"(wall {statistics.median(wall[1:]):.1f} s; warm-up {cpu[0]:.1f} CPU s / {wall[0]:.1f} s wall; "
+              f"timed runs CPU s {', '.join(f'{t:.1f}' for t in cpu[1:])})", flush=True)
 
 
 def main() -> None:
