@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from latte.config import ConfigError
-from latte.interop.official import CheckpointError, StateDict, _strict_fill, read_state_dict
+from latte.io import StateDict, WeightsError, load_state_dict_strict, read_state_dict
 from latte.models.config import UNet3DConfig, unet3d_preset
 from latte.models.unet3d import UNet3D, is_temporal_key
 
@@ -191,7 +191,7 @@ def load_lavie(checkpoint: Union[str, Path, StateDict], stage: str, config: Opti
     cfg = unet3d_config_from_official(config if config is not None else OFFICIAL_CONFIGS[stage], stage)
     source = str(checkpoint) if not isinstance(checkpoint, dict) else "state dict"
     model = UNet3D(cfg)
-    _strict_fill(model, read_state_dict(checkpoint), [], source)
+    load_state_dict_strict(model, read_state_dict(checkpoint), source)
     return OfficialLaVie(model.eval(), stage)
 
 
@@ -217,7 +217,7 @@ def init_from_unet2d(unet2d: Union[str, Path, StateDict], config: Union[UNet3DCo
     if missing or unexpected:
         parts = [f"{what} key(s) {keys[:8]}{' ...' if len(keys) > 8 else ''}"
                  for what, keys in (("missing spatial", missing), ("unexpected", unexpected)) if keys]
-        raise CheckpointError(f"{source}: does not match the U-Net's spatial layers: {'; '.join(parts)}")
+        raise WeightsError(f"{source}: does not match the U-Net's spatial layers: {'; '.join(parts)}")
     new = {}
     for key in spatial:
         value, target = sd2d[key], own[key]
@@ -226,7 +226,7 @@ def init_from_unet2d(unet2d: Union[str, Path, StateDict], config: Union[UNet3DCo
             padded[:, : value.shape[1]] = value
             value = padded
         if tuple(value.shape) != tuple(target.shape):
-            raise CheckpointError(f"{source}: key '{key}' has shape {tuple(value.shape)}, the U-Net expects "
+            raise WeightsError(f"{source}: key '{key}' has shape {tuple(value.shape)}, the U-Net expects "
                                   f"{tuple(target.shape)}")
         new[key] = value.to(target.dtype)
     model.load_state_dict(new, strict=False)
