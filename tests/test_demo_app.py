@@ -323,6 +323,12 @@ def test_api_cancel_and_queue_full(tmp_path):
         assert status.startswith("Cancelled") and queue.active() == 0
         *_, status = b.predict("another", "", None, 2, "ddim", 2, 2.0, 1, [], "", api_name="/generate")
         assert "Done in" in status  # the slot was freed
+        # Gradio's own cancellation of the event (what happens when a page goes away) frees the slot too
+        job = a.submit("slow two", "", None, 3, "ddim", 200, 2.0, 1, [], "", api_name="/generate")
+        wait_for(lambda: queue._running is not None and queue._running.step > 0)
+        job.cancel()
+        wait_for(lambda: queue.active() == 0, timeout=10)
+        assert gen.calls[-1].seed == 3 and queue.gallery[0]["record"]["seed"] == 2  # stopped, not finished
     finally:
         app.close()
         queue.close()

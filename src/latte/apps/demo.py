@@ -17,6 +17,7 @@ the server's own (a temporary directory unless given); the server binds 127.0.0.
 Fairness: one worker, first come first served, at most one waiting-or-running request per browser session, and
 each request's work is bounded (:class:`Limits`), so no request can starve the others.
 """
+import asyncio
 import inspect
 import itertools
 import json
@@ -484,7 +485,8 @@ def build_app(queue: Optional[RequestQueue], missing: str = "", title: str = "La
                                           label="Class", visible=cls, elem_id="class-label")
                 with gr.Row():
                     seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)", elem_id="seed")
-                    num_videos = gr.Slider(1, limits.max_videos, value=1, step=1, label="Number of videos")
+                    num_videos = gr.Slider(1, limits.max_videos, value=1, step=1, label="Number of videos",
+                                           elem_id="num-videos")
                 sampler = gr.Dropdown(choices=list(opts.samplers), value=opts.sampler, label="Sampler")
                 steps = gr.Slider(1, limits.max_steps, value=min(opts.steps, limits.max_steps), step=1,
                                   label="Steps", elem_id="steps")
@@ -507,35 +509,37 @@ def build_app(queue: Optional[RequestQueue], missing: str = "", title: str = "La
                                  elem_id="video")
                 gifs = gr.File(label="GIF download", file_count="multiple", interactive=False, elem_id="gifs")
                 settings = gr.Code(label="Settings used (sidecar JSON)", language="json", interactive=False,
-                                   elem_id="settings")
-        gallery = gr.Gallery(label="Earlier results on this server (select one for its settings)", columns=6,
-                             height="auto", elem_id="gallery")
+                                   max_lines=18, elem_id="settings")
+        gallery = gr.Gallery(label="Earlier results on this server (select one for its settings)", columns=8,
+                             height=240, preview=False, object_fit="contain", fit_columns=False,
+                             elem_id="gallery")
         gallery_records = gr.State([])
 
         def gallery_value():
             items = list(queue.gallery)
             return [(str(i["gif"]), i["caption"]) for i in items], [i["record"] for i in items]
 
-        def generate(prompt_v, negative_v, class_v, seed_v, sampler_v, steps_v, guidance_v, num_v, stages_v,
-                     cache_v, request: gr.Request, progress=gr.Progress()):
+        async def generate(prompt_v, negative_v, class_v, seed_v, sampler_v, steps_v, guidance_v, num_v, stages_v,
+                           cache_v, request: gr.Request, progress=gr.Progress()):
             values = dict(prompt=prompt_v, negative_prompt=negative_v, class_label=class_v if cls else None,
                           seed=seed_v, sampler=sampler_v, steps=steps_v, guidance=guidance_v, num_videos=num_v,
                           stages=stages_v, cache=cache_v)
             try:
                 job = queue.submit(validate_request(values, opts, limits), session=request.session_hash or "")
             except RequestError as e:
-                raise gr.Error(str(e), duration=None, print_exception=False)
-            try:
-                while not job.wait(0.2):
+                raise gr.Error(str(e), duration=20, print_exception=False)
+            try:  # async: waiting holds no thread, and a cancelled event (page gone) lands in `finally`
+                while not job.finished:
+                    await asyncio.sleep(0.1)
                     if job.state == "queued":
                         progress(0.0, desc=f"Queued: {queue.position(job)} request(s) ahead")
                     elif job.total:
                         progress((job.step, job.total), desc=f"{job.stage}: step {job.step}/{job.total}")
             finally:
-                if not job.finished:  # the page went away or Gradio cancelled the event: free the slot
+                if not job.finished:  # Gradio cancelled the event (e.g. the page went away): free the slot
                     queue.cancel(job)
             if job.state == "failed":
-                raise gr.Error(job.error, duration=None, print_exception=False)
+                raise gr.Error(job.error, duration=20, print_exception=False)
             items, records = gallery_value()
             if job.state != "done":
                 return None, None, None, items, records, _status(job)
@@ -548,6 +552,9 @@ def build_app(queue: Optional[RequestQueue], missing: str = "", title: str = "La
             count = queue.cancel_session(request.session_hash or "")
             return "Cancelling..." if count else "Nothing to cancel."
 
+        def page_closed(request: gr.Request):  # the tab was closed or reloaded: its request is not wanted
+            queue.cancel_session(request.session_hash or "")
+
         def show_record(records, evt: gr.SelectData):
             return _json(records[evt.index]) if 0 <= evt.index < len(records) else None
 
@@ -557,6 +564,7 @@ def build_app(queue: Optional[RequestQueue], missing: str = "", title: str = "La
         cancel_btn.click(cancel, None, status, api_name="cancel", concurrency_limit=None)
         gallery.select(show_record, gallery_records, settings, api_name=False)
         app.load(gallery_value, None, [gallery, gallery_records], api_name=False)
+        app.unload(page_closed)
     return app
 
 
