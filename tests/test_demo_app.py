@@ -191,6 +191,84 @@ def test_generator_errors_become_page_messages(tmp_path):
         run_request(Refusing(), validate_request({"prompt": "x"}, OPTS), tmp_path)
 
 
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpm-solver", "euler-a", "heun"])
+def test_sampler_callback_follows_every_step_and_can_stop(sampler):
+    from latte.sampling import sample_loop
+    from latte.sampling.sources import linear_betas
+
+    model_fn = lambda x, t: torch.cat([0.3 * x, torch.zeros_like(x)], dim=1)  # noqa: E731
+    noise = torch.randn(1, 2, 2, 4, 4)
+    seen = []
+    out = sample_loop(model_fn, noise, sampler, 5, linear_betas(), callback=lambda s, t: seen.append((s, t)))
+    total = seen[0][1]
+    assert seen == [(i, total) for i in range(1, total + 1)] and total >= 5 and torch.isfinite(out).all()
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_2(step, total):
+        if step == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        sample_loop(model_fn, noise, sampler, 5, linear_betas(), callback=stop_at_2)
+
+
+def test_class_model_through_the_demo(tmp_path):
+    from latte.encoders.autoencoders import IdentityAutoencoder
+
+    torch.manual_seed(0)
+    model = Latte(LatteConfig(input_size=8, num_frames=2, in_channels=3, hidden_size=32, depth=2, num_heads=2,
+                              conditioning="class", num_classes=2))
+    gen = LatteGenerator(LattePipeline(model, IdentityAutoencoder(), class_names=["apple", "bird"]))
+    opts = gen.options()
+    assert opts.conditioning == "class" and opts.classes == ("apple", "bird") and opts.size == "2 frames of 8x8 px"
+    req = validate_request({"class_label": "bird", "seed": 1, "sampler": "ddim", "steps": 2, "guidance": 2}, opts)
+    result = run_request(gen, req, tmp_path)
+    assert result.records[0]["class_name"] == "bird" and result.records[0]["cfg_scale"] == 2.0
+
+
+class FakeCascade:
+    """What CascadeGenerator needs from a cascade (see its docstring), with 2-frame base videos."""
+
+    conditioning = "text"
+    optional_stages = ["interp", "vsr"]
+
+    def __init__(self):
+        from latte.sampling.sources import DEFAULTS
+
+        self.defaults = DEFAULTS["text"]
+        self.calls = []
+
+    def __call__(self, prompts, num_videos, seed, sampler, steps, cfg_scale, negative_prompt, stages, batch_size,
+                 progress, callback):
+        self.calls.append(dict(stages=stages, negative_prompt=negative_prompt))
+        for stage in ["base"] + stages:
+            for i in range(steps):
+                callback(stage, i + 1, steps)
+        frames = 4 if "interp" in stages else 2
+        videos = np.zeros((num_videos, frames, 8, 8, 3), np.uint8)
+        records = [{"index": i, "seed": seed + i, "prompt": prompts[0], "sampler": sampler, "steps": steps,
+                    "cfg_scale": cfg_scale, "fps": 24.0 if "interp" in stages else 8.0} for i in range(num_videos)]
+        return SampleOutput(videos, records)
+
+
+def test_cascade_generator_shows_stage_switches_and_reports_stage_progress(tmp_path):
+    from latte.apps.demo import CascadeGenerator
+
+    cascade = FakeCascade()
+    gen = CascadeGenerator(cascade)
+    opts = gen.options()
+    assert [(s.name, s.label) for s in opts.stages] == [("interp", "Temporal interpolation"),
+                                                        ("vsr", "Super-resolution (x4)")]
+    req = validate_request({"prompt": "a cat", "seed": 1, "steps": 2, "stages": ["interp"],
+                            "negative_prompt": "dog"}, opts)
+    seen = []
+    result = run_request(gen, req, tmp_path, on_step=lambda stage, s, t: seen.append(stage))
+    assert cascade.calls == [{"stages": ["interp"], "negative_prompt": "dog"}]
+    assert seen == ["base", "base", "interp", "interp"] and result.records[0]["fps"] == 24.0
+
+
 # ------------------------------------------------------------------------------------------------ the queue
 def test_queue_full_cancel_frees_the_slot_and_fifo_order(tmp_path):
     gen = SlowGenerator(delay=0.05)
