@@ -289,7 +289,7 @@ def test_queue_full_cancel_frees_the_slot_and_fifo_order(tmp_path):
         assert first.wait(5) and first.state == "cancelled" and first.step < 40
         assert third.wait(20) and third.state == "done" and third.result.records[0]["seed"] == 3
         assert [r.seed for r in gen.calls] == [1, 3]  # the cancelled waiting request never ran
-        assert queue.active() == 0 and [i["record"]["seed"] for i in queue.gallery] == [3]
+        assert queue.active() == 0 and [i["record"]["seed"] for i in queue.results()] == [3]
     finally:
         queue.close()
 
@@ -406,7 +406,7 @@ def test_api_cancel_and_queue_full(tmp_path):
         wait_for(lambda: queue._running is not None and queue._running.step > 0)
         job.cancel()
         wait_for(lambda: queue.active() == 0, timeout=10)
-        assert gen.calls[-1].seed == 3 and queue.gallery[0]["record"]["seed"] == 2  # stopped, not finished
+        assert gen.calls[-1].seed == 3 and queue.results()[0]["record"]["seed"] == 2  # stopped, not finished
     finally:
         app.close()
         queue.close()

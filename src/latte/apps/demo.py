@@ -344,7 +344,7 @@ class RequestQueue:
         self.limits = limits
         self.out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="latte-demo-"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.gallery: deque[dict] = deque(maxlen=limits.gallery_size)  # newest first: gif, mp4, caption, record
+        self._gallery: deque[dict] = deque(maxlen=limits.gallery_size)  # newest first
         self._waiting: deque[Job] = deque()
         self._running: Optional[Job] = None
         self._closed = False
@@ -391,6 +391,11 @@ class RequestQueue:
             jobs = [j for j in list(self._waiting) + [self._running] if j is not None and j.session == session]
         return sum(self.cancel(j) for j in jobs)
 
+    def results(self) -> list[dict]:
+        """This server's results, newest first (at most ``limits.gallery_size``): gif, mp4, caption, record."""
+        with self._cond:
+            return list(self._gallery)
+
     def active(self) -> int:
         """Requests waiting or running."""
         with self._cond:
@@ -426,8 +431,6 @@ class RequestQueue:
             try:
                 job.result = run_request(self.generator, job.request, self.out_dir,
                                          lambda stage, step, total: self._on_step(job, stage, step, total))
-                for gif, mp4, record in zip(job.result.gifs, job.result.videos, job.result.records):
-                    self.gallery.appendleft({"gif": gif, "mp4": mp4, "caption": caption(record), "record": record})
             except Cancelled:
                 state = "cancelled"
             except RequestError as e:
@@ -436,6 +439,10 @@ class RequestQueue:
                 log.exception("latte demo: request %d failed", job.id)
                 state, error = "failed", f"Internal error ({type(e).__name__}: {e}); the server keeps running."
             with self._cond:
+                if state == "done":
+                    for gif, mp4, record in zip(job.result.gifs, job.result.videos, job.result.records):
+                        self._gallery.appendleft({"gif": gif, "mp4": mp4, "caption": caption(record),
+                                                  "record": record})
                 self._running = None
                 job._finish(state, error)
                 self._cond.notify_all()
@@ -516,7 +523,7 @@ def build_app(queue: Optional[RequestQueue], missing: str = "", title: str = "La
         gallery_records = gr.State([])
 
         def gallery_value():
-            items = list(queue.gallery)
+            items = queue.results()
             return [(str(i["gif"]), i["caption"]) for i in items], [i["record"] for i in items]
 
         async def generate(prompt_v, negative_v, class_v, seed_v, sampler_v, steps_v, guidance_v, num_v, stages_v,
@@ -579,4 +586,4 @@ def launch(app, queue: Optional[RequestQueue], host: str = "127.0.0.1", port: Op
     app.queue(max_size=4 * size + 8, default_concurrency_limit=1)  # a backstop: our queue bounds the work
     return app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
                       allowed_paths=[str(queue.out_dir)] if queue is not None else None, show_error=False,
-                      quiet=quiet)
+                      max_file_size="1mb", quiet=quiet)  # the page takes no files; Gradio's upload route stays tiny
