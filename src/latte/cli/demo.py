@@ -111,7 +111,11 @@ def run(args) -> int:
     if queue is not None:
         print(f"latte demo: results are written to {queue.out_dir}")
     try:
-        launch(app, queue, host=args.host, port=args.port, share=args.share)
+        _, local_url, share_url = launch(app, queue, host=args.host, port=args.port, share=args.share, block=False,
+                                         quiet=True)
+        print(f"latte demo: open {local_url}" + (f" (public link: {share_url})" if share_url else "")
+              + " -- Ctrl+C stops the server")
+        app.block_thread()
     finally:
         if queue is not None:
             queue.close()
