@@ -462,3 +462,4 @@ def test_quickstart_examples_include_heldout_pairs(tmp_path):
     examples = dict(quickstart_examples(tmp_path / "latte"))
     assert examples["Held-out combinations (never seen together in training)"] == [
         "a red circle moving left", "a blue square moving left"]
+    assert quickstart_examples(tmp_path / "elsewhere" / "run") == []  # not a quickstart: no examples

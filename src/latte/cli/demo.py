@@ -46,16 +46,17 @@ def register(sub) -> None:
 
 
 def quickstart_examples(model_dir: Path) -> list[tuple[str, list[str]]]:
-    """Example prompts for the quickstart model: training combinations and held-out ones (never seen together
-    in training, listed by the quickstart in ``stages/data.json``)."""
-    examples = [("Example prompts (colour + shape pairs seen in training)", list(QUICKSTART_TRAINING_EXAMPLES))]
+    """Example prompts when ``model_dir`` is a quickstart's model (``OUT/latte`` next to ``OUT/stages/data.json``):
+    training combinations and held-out ones (colour + shape pairs never seen together in training)."""
     data = model_dir.parent / "stages" / "data.json"
-    if data.is_file():
-        heldout = json.loads(data.read_text()).get("heldout", [])
-        firsts = {caption.split(" moving")[0]: caption for caption in reversed(heldout)}  # one per pair
-        picks = sorted(firsts.values(), key=heldout.index)[:4]
-        if picks:
-            examples.append(("Held-out combinations (never seen together in training)", picks))
+    if not data.is_file():
+        return []
+    examples = [("Example prompts (colour + shape pairs seen in training)", list(QUICKSTART_TRAINING_EXAMPLES))]
+    heldout = json.loads(data.read_text()).get("heldout", [])
+    firsts = {caption.split(" moving")[0]: caption for caption in reversed(heldout)}  # one per pair
+    picks = sorted(firsts.values(), key=heldout.index)[:4]
+    if picks:
+        examples.append(("Held-out combinations (never seen together in training)", picks))
     return examples
 
 
@@ -78,16 +79,13 @@ def build(args):
         from latte.sampling import LattePipeline
 
         path = Path(args.checkpoint) if args.checkpoint else QUICKSTART_MODEL
-        examples = []
-        if args.checkpoint is None:
-            try:
-                pipe = LattePipeline.load(path, device=device)
-            except FileNotFoundError:
-                return build_app(None, missing=QUICKSTART_MISSING.format(path=path)), None
-            examples = quickstart_examples(path)
-        else:
+        try:
             pipe = LattePipeline.load(path, device=device)
-        generator = LatteGenerator(pipe, examples=examples)
+        except FileNotFoundError:
+            if args.checkpoint is not None:
+                raise
+            return build_app(None, missing=QUICKSTART_MISSING.format(path=path)), None
+        generator = LatteGenerator(pipe, examples=quickstart_examples(path))
     queue = RequestQueue(generator, args.output_dir, limits)
     return build_app(queue), queue
 
