@@ -182,6 +182,21 @@ def test_run_request_equals_the_pipeline_and_stays_in_the_output_folder(text_gen
     assert (plain.videos[0] != ref.videos[0]).any()  # the negative prompt changes the guidance
 
 
+def test_negative_prompt_with_truncated_text_features(text_generator):
+    """The official single-prompt mode (features cut to valid tokens) takes a negative prompt of another length."""
+    pipe = text_generator.pipe
+    kw = dict(prompts=["a red circle moving left"], seed=1, sampler="ddim", steps=2, cfg_scale=3.0,
+              output_type="latent", progress=False)
+    pipe.truncate_text = True
+    try:
+        short = pipe(negative_prompt="dark", **kw).videos
+        long = pipe(negative_prompt="a dark blurry picture of many shapes moving everywhere", **kw).videos
+        none = pipe(**kw).videos
+    finally:
+        pipe.truncate_text = False
+    assert torch.isfinite(short).all() and (short != long).any() and (short != none).any()
+
+
 def test_generator_errors_become_page_messages(tmp_path):
     class Refusing(SlowGenerator):
         def generate(self, request, on_step):
