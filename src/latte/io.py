@@ -26,7 +26,7 @@ PathLike = Union[str, Path]
 StateDict = dict[str, torch.Tensor]
 
 __all__ = ["InputError", "WeightsError", "OutputError", "WEIGHT_FILE_NAMES", "read_state_dict",
-           "load_state_dict_strict", "load_yaml_mapping", "atomic_write_bytes", "atomic_write_text",
+           "load_state_dict_strict", "load_yaml_mapping", "load_json_mapping", "atomic_write_bytes", "atomic_write_text",
            "atomic_write_json", "fsync_path", "writing"]
 
 # Weight files looked for inside a folder, in this order.
@@ -60,7 +60,9 @@ def _read_weights_file(path: Path) -> Any:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # torch's message opens with advice to retry with weights_only=False: keep only the line naming the object
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        first = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[-1] if lines else "")
         raise WeightsError(f"{path}: refused to unpickle: the file holds objects other than tensors and plain "
                            f"containers (only weights_only=True checkpoints are read; {first})") from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError) as e:
@@ -155,6 +157,23 @@ def load_yaml_mapping(path: PathLike, what: str = "config") -> dict:
         return {}
     if not isinstance(data, dict):
         raise InputError(f"{path}: the {what} must be a YAML mapping (key: value), found a {type(data).__name__}")
+    return data
+
+
+def load_json_mapping(path: PathLike, what: str = "config") -> dict:
+    """The JSON object in ``path``; :class:`InputError` names the file when it is missing, not JSON or not an
+    object (``config.json`` of model folders, scheduler configs, sidecars)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file (expected a JSON {what})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: the {what} must be a JSON object, found a {type(data).__name__}")
     return data
 
 

@@ -39,7 +39,7 @@ def register(sub) -> None:
     p.add_argument("--sqrt-method", choices=["sqrtm", "eigh"], help="matrix square root method")
     p.add_argument("--out", required=True, help="output folder: eval.json and eval.png")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, user_value_errors=True)
 
 
 def _init_distributed(device: str | None) -> tuple[int, str]:

@@ -23,69 +23,15 @@ import torch
 import torch.nn as nn
 
 from latte.config import ConfigError
+from latte.io import InputError, WeightsError, load_state_dict_strict, read_state_dict
 from latte.models import Latte, LatteConfig
 from latte.models.latte import sincos_1d, sincos_2d
 
 StateDict = dict[str, torch.Tensor]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(WeightsError):
     """A checkpoint that does not fit the model: the message names the file and the keys."""
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Reading checkpoint files
-# --------------------------------------------------------------------------------------------------------------
-
-
-def read_state_dict(checkpoint: Union[str, Path, StateDict], prefer: str = "ema") -> StateDict:
-    """A state dict from a ``.pt`` (bare, or under ``ema``/``model``), a ``.safetensors`` file, a diffusers-style
-    folder (``diffusion_pytorch_model.safetensors``/``.bin``, ``model.safetensors``) or a dict."""
-    if isinstance(checkpoint, dict):
-        sd = checkpoint
-    else:
-        path = Path(checkpoint)
-        if path.is_dir():
-            for name in ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin"):
-                if (path / name).is_file():
-                    return read_state_dict(path / name, prefer)
-            raise CheckpointError(f"{path}: no weights found (expected diffusion_pytorch_model.safetensors, "
-                                  "model.safetensors or diffusion_pytorch_model.bin)")
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path}")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            sd = load_file(str(path))
-        else:
-            try:
-                sd = torch.load(str(path), map_location="cpu", weights_only=True)
-            except Exception as e:  # noqa: BLE001 - re-raised with the file name
-                raise CheckpointError(f"{path}: cannot be read as a weights-only torch checkpoint ({e})") from None
-    if not isinstance(sd, dict):
-        raise CheckpointError(f"checkpoint holds a {type(sd).__name__}, expected a state dict")
-    for key in (prefer, "ema", "model", "state_dict"):
-        if key in sd and isinstance(sd[key], dict):
-            return dict(sd[key])
-    return dict(sd)
-
-
-def _strict_fill(model: nn.Module, mapped: StateDict, unexpected: list[str], source: str) -> None:
-    expected = model.state_dict()
-    unexpected = list(unexpected) + [k for k in mapped if k not in expected]
-    missing = [k for k in expected if k not in mapped]
-    if unexpected or missing:
-        parts = []
-        if unexpected:
-            parts.append(f"unexpected key(s) {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
-        if missing:
-            parts.append(f"missing key(s) {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-        raise CheckpointError(f"{source}: {'; '.join(parts)}")
-    for k, v in mapped.items():
-        if tuple(v.shape) != tuple(expected[k].shape):
-            raise CheckpointError(f"{source}: key '{k}' has shape {tuple(v.shape)}, the model expects "
-                                  f"{tuple(expected[k].shape)} (check the config: sizes, classes, frames)")
-    model.load_state_dict(mapped, strict=True)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -178,7 +124,7 @@ def load_latte(checkpoint: Union[str, Path, StateDict], config: dict) -> Officia
     cfg = latte_config_from_official(config)
     source = str(checkpoint) if not isinstance(checkpoint, dict) else "state dict"
     model = Latte(cfg)
-    _strict_fill(model, latte_state_dict_from_official(read_state_dict(checkpoint), cfg, source), [], source)
+    load_state_dict_strict(model, latte_state_dict_from_official(read_state_dict(checkpoint), cfg, source), source)
     return OfficialLatte(model.eval())
 
 
@@ -353,11 +299,15 @@ def load_latte_t2v(checkpoint: Union[str, Path, StateDict], config: Optional[dic
         cfg_file = Path(checkpoint) / "config.json" if not isinstance(checkpoint, dict) else None
         if cfg_file is None or not cfg_file.is_file():
             raise ConfigError(f"{source}: no config given and no config.json next to the weights")
-        config = json.loads(cfg_file.read_text())
+        try:
+            config = json.loads(cfg_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"{cfg_file}: not valid JSON ({e})") from None
     cfg = t2v_config_from_official(config)
     model = Latte(cfg)
-    mapped, extras, unexpected = t2v_state_dict_from_official(read_state_dict(checkpoint), source)
-    _strict_fill(model, mapped, unexpected, source)
+    state = read_state_dict(checkpoint)
+    mapped, extras, unexpected = t2v_state_dict_from_official(state, source)
+    load_state_dict_strict(model, {**mapped, **{k: state[k] for k in unexpected}}, source)
     return OfficialLatteT2V(model.eval(), extras)
 
 
