@@ -26,8 +26,8 @@ PathLike = Union[str, Path]
 StateDict = dict[str, torch.Tensor]
 
 __all__ = ["InputError", "WeightsError", "OutputError", "WEIGHT_FILE_NAMES", "read_state_dict",
-           "load_state_dict_strict", "load_yaml_mapping", "load_json_mapping", "atomic_write_bytes", "atomic_write_text",
-           "atomic_write_json", "fsync_path", "writing"]
+           "load_state_dict_strict", "load_yaml_mapping", "load_json_mapping", "atomic_write_bytes",
+           "atomic_write_text", "atomic_write_json", "fsync_path", "writing"]
 
 # Weight files looked for inside a folder, in this order.
 WEIGHT_FILE_NAMES = ("model.safetensors", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
@@ -62,7 +62,11 @@ def _read_weights_file(path: Path) -> Any:
     except pickle.UnpicklingError as e:
         # torch's message opens with advice to retry with weights_only=False: keep only the line naming the object
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        first = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[-1] if lines else "")
+        hostile = next((ln for ln in lines if "GLOBAL" in ln), None)
+        if hostile is None:  # not a pickle at all (garbage bytes), rather than a pickle of forbidden objects
+            raise WeightsError(f"{path}: not a readable torch checkpoint (truncated or not a .pt file?): "
+                               f"{lines[-1] if lines else type(e).__name__}") from None
+        first = hostile
         raise WeightsError(f"{path}: refused to unpickle: the file holds objects other than tensors and plain "
                            f"containers (only weights_only=True checkpoints are read; {first})") from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError) as e:

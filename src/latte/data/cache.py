@@ -89,14 +89,11 @@ class CacheConfig:
 
 def load_cache_config(path: str | Path, overrides: Optional[list[str]] = None) -> CacheConfig:
     """Read a cache config; a run config (extra sections) is validated as such and its sections reused."""
-    import yaml
-
     from latte.config import apply_overrides, from_dict
+    from latte.io import load_yaml_mapping
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml_mapping(path)
     apply_overrides(data, overrides or [])
     cache_section = data.pop("cache", {}) or {}
     try:
