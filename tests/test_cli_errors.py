@@ -277,3 +277,49 @@ def test_eval_classifier_json_broken(tmp_path, capsys):
     code, err = run_cli(capsys, "eval", "--real", "synthetic", "--fake", fake, "--metrics", "synthetic-fvd",
                         "--classifier", folder, "--out", tmp_path / "eval", "--no-progress")
     assert_clean_error(code, err, "eval", folder / "classifier.json", "JSON")
+
+
+# --------------------------------------------------------------------------------------------------- outputs
+
+
+def test_sampling_outputs_disk_full_and_unwritable_folder(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import latte.data.video_io as video_io
+    from latte.encoders.autoencoders import IdentityAutoencoder
+    from latte.io import OutputError
+    from latte.sampling import LattePipeline, save_videos
+
+    model = Latte(LatteConfig(**{**TINY, "in_channels": 3})).eval()
+    out = LattePipeline(model, IdentityAutoencoder())(num_videos=1, steps=2, sampler="ddim", progress=False)
+
+    def full(path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(video_io, "write_mp4", full)
+    with pytest.raises(OutputError, match=f"no space left on the device writing {tmp_path / 'videos' / '00000.mp4'}"):
+        save_videos(out, tmp_path / "videos", formats=("mp4",))
+    assert not (tmp_path / "videos" / "00000.json").exists()  # not marked finished: a rerun remakes it
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match=f"cannot write to {blocker / 'videos'}"):
+        save_videos(out, blocker / "videos", formats=("mp4",))
+    # the CLI says so before loading the model
+    folder = _model_folder(tmp_path)
+    code, err = run_cli(capsys, "sample", "--checkpoint", folder, "--out", blocker / "videos")
+    assert_clean_error(code, err, "sample", f"cannot write to {blocker / 'videos'}")
+
+
+def test_sample_no_progress(tmp_path, capsys):
+    from test_sampling_pipeline import write_run
+
+    write_run(tmp_path / "run")
+    argv = ["sample", "--checkpoint", tmp_path / "run", "--class", "bird", "--steps", 2, "--sampler", "ddim",
+            "--format", "gif"]
+    assert main([str(a) for a in argv + ["--out", tmp_path / "quiet", "--no-progress"]]) == 0
+    quiet = capsys.readouterr()
+    assert "%|" not in quiet.err and "1/1 videos" in quiet.out
+    assert main([str(a) for a in argv + ["--out", tmp_path / "loud"]]) == 0
+    assert "%|" in capsys.readouterr().err  # the default shows bars (so the check above can fail)

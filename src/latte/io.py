@@ -27,7 +27,7 @@ StateDict = dict[str, torch.Tensor]
 
 __all__ = ["InputError", "WeightsError", "OutputError", "WEIGHT_FILE_NAMES", "read_state_dict",
            "load_state_dict_strict", "load_yaml_mapping", "load_json_mapping", "atomic_write_bytes",
-           "atomic_write_text", "atomic_write_json", "fsync_path", "writing"]
+           "atomic_write_text", "atomic_write_json", "ensure_writable_dir", "fsync_path", "writing"]
 
 # Weight files looked for inside a folder, in this order.
 WEIGHT_FILE_NAMES = ("model.safetensors", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
@@ -200,6 +200,23 @@ def writing(path: PathLike) -> Iterator[None]:
         else:
             msg = f"cannot write {path}: {e.strerror or e}"
         raise OutputError(e.errno or 0, msg) from None
+
+
+def ensure_writable_dir(path: PathLike) -> Path:
+    """Create the folder ``path`` if needed and check that a file can be written in it (a probe file is created
+    and removed), so a read-only or full output folder is reported before any work: :class:`OutputError`
+    "cannot write to <dir>: ..."."""
+    path = Path(path)
+    probe = path / f".latte-write-test-{os.getpid()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"ok")
+        probe.unlink()
+    except OSError as e:
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise OutputError(e.errno or 0, f"cannot write to {path}: {reason}") from None
+    return path
 
 
 def fsync_path(path: PathLike) -> None:

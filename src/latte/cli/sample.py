@@ -55,6 +55,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch
 
+    from latte.io import ensure_writable_dir
     from latte.sampling import LattePipeline
     from latte.sampling.runner import SampleJob, read_prompts, run_job, summarize
     from latte.training.distributed import all_gather_objects, barrier, cleanup_distributed, setup_distributed
@@ -63,6 +64,7 @@ def run(args) -> int:
     dist = setup_distributed(device)
     try:
         prompts = read_prompts(args.prompts) if args.prompts else args.prompt
+        ensure_writable_dir(args.out)  # before minutes of model loading
         pipe = LattePipeline.load(args.checkpoint, ema=not args.no_ema, device=dist.device, dtype=args.dtype,
                                   vae=args.vae, text_encoder=args.text_encoder, kind=args.kind)
         if args.truncate_text != "auto":
