@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from latte.config import ConfigError
 from latte.data.config import DataConfig
+from latte.data.latents import CachedLatentDataset
 from latte.data.skips import EmptyDatasetError, SkipCounter, logger
 from latte.data.transforms import VideoTransform, frame_indices
 from latte.data.video_io import (
@@ -518,7 +519,7 @@ def build_dataset(cfg, split: str = "train", num_images: Optional[int] = None, u
     ``cfg``: a :class:`DataConfig`, or a run config holding one as ``cfg.data``; then ``train.num_images`` and
     ``train.use_cache`` supply the defaults of ``num_images`` / ``use_cache`` and ``cfg.autoencoder`` is checked
     against the cache. ``num_images > 0`` wraps the clips for image-video joint training (:class:`WithImages`);
-    ``use_cache`` reads latents from ``data.cache_dir`` (:class:`latte.data.cache.CachedLatentDataset`).
+    ``use_cache`` reads latents from ``data.cache_dir`` (:class:`latte.data.latents.CachedLatentDataset`).
     Raises :class:`EmptyDatasetError` (with per-reason counts) when nothing is usable.
     """
     data = cfg.data if hasattr(cfg, "data") else cfg
@@ -526,8 +527,6 @@ def build_dataset(cfg, split: str = "train", num_images: Optional[int] = None, u
     num_images = getattr(train, "num_images", 0) if num_images is None else num_images
     use_cache = getattr(train, "use_cache", False) if use_cache is None else use_cache
     if use_cache:
-        from latte.data.cache import CachedLatentDataset
-
         if not data.cache_dir:
             raise ConfigError("data.cache_dir: required when training from the latent cache (train.use_cache)")
         if num_images:
