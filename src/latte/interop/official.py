@@ -34,6 +34,14 @@ class CheckpointError(WeightsError):
     """A checkpoint that does not fit the model: the message names the file and the keys."""
 
 
+def _load_strict(model: nn.Module, state: StateDict, source: str) -> None:
+    """:func:`latte.io.load_state_dict_strict`, its error raised as a :class:`CheckpointError`."""
+    try:
+        load_state_dict_strict(model, state, source)
+    except WeightsError as e:
+        raise CheckpointError(str(e)) from None
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Latte / LatteIMG (class-conditional and unconditional)
 # --------------------------------------------------------------------------------------------------------------
@@ -96,23 +104,39 @@ def latte_state_dict_to_official(model: Latte) -> StateDict:
 
 
 class OfficialLatte(nn.Module):
-    """Our ``Latte`` behind the official signature: ``forward(x (B, F, C, H, W), t, y=None)``."""
+    """Our ``Latte`` behind the official signature: ``forward(x (B, F, C, H, W), t, y=None)`` returns
+    ``(B, F, 2C, H, W)``. ``latte.diffusion.create_diffusion`` drives it as the official scripts do::
+
+        diffusion = create_diffusion(str(250))
+        z = torch.randn(1, 16, 4, 32, 32)                                     # (B, F, C, H, W)
+        samples = diffusion.p_sample_loop(model.forward, z.shape, z, model_kwargs=dict(y=None))
+        # class-conditional with CFG: z = cat([z, z]); y = cat([labels, null labels (num_classes)])
+        samples = diffusion.ddim_sample_loop(model.forward_with_cfg, z.shape, z,
+                                             model_kwargs=dict(y=y, cfg_scale=7.0, use_fp16=False))
+    """
 
     def __init__(self, model: Latte):
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None,
-                use_image_num: int = 0, y_image: Optional[torch.Tensor] = None) -> torch.Tensor:
+                text_embedding: Optional[torch.Tensor] = None, use_fp16: bool = False,
+                y_image: Optional[torch.Tensor] = None, use_image_num: int = 0) -> torch.Tensor:
+        if text_embedding is not None:
+            raise ConfigError("text_embedding is the official extras=78 path, which is not supported (dead code in "
+                              "the official repository); use the text-to-video model (load_latte_t2v)")
+        if use_fp16:  # as the official forward: the caller has cast the model with .half()
+            x = x.to(torch.float16)
         out = self.model(x.transpose(1, 2), t, y=y, num_images=use_image_num, y_images=y_image)
         return out.transpose(1, 2)
 
-    def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float = 7.0):
+    def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float = 7.0,
+                         use_fp16: bool = False, text_embedding: Optional[torch.Tensor] = None):
         """Official DiT-style CFG: the first half of ``x`` is run with ``y``'s two halves (labels, null labels);
-        epsilon (first ``C`` channels) is guided, the variance channels pass through per half."""
+        epsilon (first ``C`` channels, dim 2) is guided, the variance channels pass through per half."""
         c = self.model.config.in_channels
         half = x[: len(x) // 2]
-        out = self.forward(torch.cat([half, half]), t, y)
+        out = self.forward(torch.cat([half, half]), t, y, text_embedding=text_embedding, use_fp16=use_fp16)
         eps, rest = out[:, :, :c], out[:, :, c:]
         cond, uncond = eps.chunk(2, dim=0)
         half_eps = uncond + cfg_scale * (cond - uncond)
@@ -124,7 +148,7 @@ def load_latte(checkpoint: Union[str, Path, StateDict], config: dict) -> Officia
     cfg = latte_config_from_official(config)
     source = str(checkpoint) if not isinstance(checkpoint, dict) else "state dict"
     model = Latte(cfg)
-    load_state_dict_strict(model, latte_state_dict_from_official(read_state_dict(checkpoint), cfg, source), source)
+    _load_strict(model, latte_state_dict_from_official(read_state_dict(checkpoint), cfg, source), source)
     return OfficialLatte(model.eval())
 
 
@@ -307,7 +331,7 @@ def load_latte_t2v(checkpoint: Union[str, Path, StateDict], config: Optional[dic
     model = Latte(cfg)
     state = read_state_dict(checkpoint)
     mapped, extras, unexpected = t2v_state_dict_from_official(state, source)
-    load_state_dict_strict(model, {**mapped, **{k: state[k] for k in unexpected}}, source)
+    _load_strict(model, {**mapped, **{k: state[k] for k in unexpected}}, source)
     return OfficialLatteT2V(model.eval(), extras)
 
 
