@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from fractions import Fraction
 from pathlib import Path
 from typing import Optional, Union
 
@@ -160,6 +161,10 @@ T2V_DEFAULTS = dict(num_attention_heads=16, attention_head_dim=72, in_channels=4
                     dropout=0.0, cross_attention_dim=1152, attention_bias=True, sample_size=64, patch_size=2,
                     activation_fn="gelu-approximate", num_embeds_ada_norm=1000, norm_type="ada_norm_single",
                     norm_elementwise_affine=False, norm_eps=1e-6, caption_channels=4096, video_length=16)
+# settings a LatteTransformer3DModel must have to be our model (diffusers' own class defaults differ: GEGLU,
+# no attention bias, layer_norm with affine, eps 1e-5)
+T2V_REQUIRED = dict(norm_type="ada_norm_single", activation_fn="gelu-approximate", norm_elementwise_affine=False,
+                    attention_bias=True, dropout=0.0, norm_eps=1e-6)
 _T2V_IGNORED = {"norm_num_groups", "num_vector_embeds", "use_linear_projection", "only_cross_attention",
                 "double_self_attention", "upcast_attention", "attention_type", "_class_name", "_diffusers_version",
                 "_name_or_path", "num_layers_temporal"}
@@ -172,23 +177,29 @@ def t2v_config_from_official(config: dict) -> LatteConfig:
     unknown = [k for k in c if k not in T2V_DEFAULTS]
     if unknown:
         raise ConfigError(f"unknown text-to-video config key(s) {unknown}")
-    required = dict(norm_type="ada_norm_single", activation_fn="gelu-approximate", norm_elementwise_affine=False,
-                    attention_bias=True, dropout=0.0)
-    for key, value in required.items():
-        if c[key] != value:
-            raise ConfigError(f"text-to-video config '{key}' = {c[key]!r} is not supported (expected {value!r})")
+    problems = [f"{key} = {c[key]!r} (expected {value!r})" for key, value in T2V_REQUIRED.items() if c[key] != value]
+    problems += [f"{key} = null (expected an integer)" for key in ("in_channels", "out_channels", "patch_size",
+                                                                    "caption_channels", "cross_attention_dim")
+                 if c[key] is None]
+    if problems:  # e.g. a LatteTransformer3DModel built with diffusers' own class defaults (GEGLU, no bias)
+        raise ConfigError("this LatteTransformer3DModel configuration cannot be imported: " + "; ".join(problems)
+                          + ". Supported: the Latte-1 / t2v.pt architecture, which `latte export` writes "
+                          "(docs/sampling.md, 'diffusers export / import')")
     hidden = c["num_attention_heads"] * c["attention_head_dim"]
     if c["cross_attention_dim"] != hidden:
         raise ConfigError(f"cross_attention_dim ({c['cross_attention_dim']}) must equal the inner dim ({hidden})")
     if c["out_channels"] not in (c["in_channels"], 2 * c["in_channels"]):
         raise ConfigError("out_channels must be in_channels or 2*in_channels (learned sigma)")
-    interpolation = max(c["sample_size"] // 64, 1)
+    span = _diffusers_pe_span(c["sample_size"], c["patch_size"])
+    if span.denominator != 1:
+        raise ConfigError(f"sample_size {c['sample_size']} with patch_size {c['patch_size']}: position "
+                          f"embeddings span {span} patches, which pe_base_size (an integer) cannot express")
     cfg = LatteConfig(
         input_size=c["sample_size"], num_frames=c["video_length"], in_channels=c["in_channels"],
         patch_size=c["patch_size"], hidden_size=hidden, depth=2 * c["num_layers"],
         num_heads=c["num_attention_heads"], learn_sigma=c["out_channels"] == 2 * c["in_channels"],
         conditioning="text", text_dim=c["caption_channels"], adaln="single",
-        pe_base_size=c["sample_size"] // c["patch_size"] // interpolation,
+        pe_base_size=int(span),
     )
     cfg.validate()
     return cfg
@@ -201,13 +212,34 @@ def t2v_config_to_official(cfg: LatteConfig) -> dict:
             and cfg.mlp_ratio == 4.0 and not cfg.text_adaln):
         raise ConfigError("only text-conditional, interleaved, frame-patch, adaLN-single models with absolute "
                           "temporal PE, mlp_ratio 4 and no text_adaln have the official text-to-video layout")
-    interpolation = max(cfg.input_size // 64, 1)
-    if cfg.pe_base_size != cfg.input_size // cfg.patch_size // interpolation:
-        raise ConfigError("pe_base_size must be input_size // patch_size for the official layout")
     return dict(T2V_DEFAULTS, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
                 in_channels=cfg.in_channels, out_channels=cfg.out_channels, num_layers=cfg.depth // 2,
-                cross_attention_dim=cfg.hidden_size, sample_size=cfg.input_size, patch_size=cfg.patch_size,
-                caption_channels=cfg.text_dim, video_length=cfg.num_frames)
+                cross_attention_dim=cfg.hidden_size, sample_size=diffusers_sample_size(cfg),
+                patch_size=cfg.patch_size, caption_channels=cfg.text_dim, video_length=cfg.num_frames)
+
+
+def _diffusers_pe_span(sample_size: int, patch_size: int) -> Fraction:
+    """How many patches diffusers' ``PatchEmbed`` makes the sin-cos grid span: ``base_size / interpolation_scale``
+    with ``base_size = sample_size // patch_size`` and ``interpolation_scale = max(sample_size // 64, 1)``
+    (our ``pe_base_size``)."""
+    return Fraction(sample_size // patch_size, max(sample_size // 64, 1))
+
+
+def diffusers_sample_size(cfg: LatteConfig) -> int:
+    """The diffusers ``sample_size`` whose position embedding equals ours (``pe_base_size``): ``input_size``
+    when it does (the released model: 64 latents, pe_base_size 32), else the smallest size that does (a model
+    trained at 256 px with the released pe_base_size 32, configs/t2v.yaml, exports as sample_size 64).
+    diffusers' ``sample_size`` is then only the pipeline's default size: pass ``height``/``width``."""
+    if cfg.pe_base_size is None:
+        raise ConfigError("pe_base_size is null (integer patch positions): diffusers always rescales positions "
+                          "(PixArt style); train with pe_base_size set (e.g. 32, as the released model)")
+    if _diffusers_pe_span(cfg.input_size, cfg.patch_size) == cfg.pe_base_size:
+        return cfg.input_size
+    for size in range(cfg.patch_size, 64 * 64 + 1, cfg.patch_size):
+        if _diffusers_pe_span(size, cfg.patch_size) == cfg.pe_base_size:
+            return size
+    raise ConfigError(f"pe_base_size {cfg.pe_base_size} with patch_size {cfg.patch_size} has no diffusers "
+                      "sample_size (diffusers spans sample_size // patch_size / max(sample_size // 64, 1) patches)")
 
 
 def _expand(pairs) -> dict[str, str]:
