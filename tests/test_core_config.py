@@ -118,3 +118,10 @@ def test_model_sizes_out_of_range_rejected_before_the_run_directory(tmp_path, ca
     err = capsys.readouterr().err
     assert err.startswith("latte train: error: ") and str(config) in err and "Traceback" not in err
     assert not run_dir.exists()
+
+
+def test_override_values_that_are_not_yaml_name_the_override():
+    with pytest.raises(ConfigError, match=r"override 'inner.rate=\[1': the value is not valid YAML"):
+        apply_overrides({}, ["inner.rate=[1"])
+    with pytest.raises(ConfigError, match="'steps' is not a section"):
+        apply_overrides({"steps": 3}, ["steps.x=1"])

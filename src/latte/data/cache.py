@@ -40,6 +40,7 @@ from latte.data.latents import (
 )
 from latte.data.skips import SkipCounter, logger
 from latte.data.video_io import VideoReadError
+from latte.dist import torchrun_env
 from latte.encoders.config import AutoencoderConfig, TextEncoderConfig
 
 __all__ = ["CacheOptions", "CacheConfig", "CacheMismatchError", "build_cache", "CachedLatentDataset",
@@ -107,7 +108,8 @@ def load_cache_config(path: str | Path, overrides: Optional[list[str]] = None) -
 # ----------------------------------------------------------------------------------------------- writing
 
 def _dist_env() -> tuple[int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    env = torchrun_env()
+    return env.rank, env.world_size
 
 
 def _atomic_write_json(path: Path, obj) -> None:
