@@ -48,6 +48,18 @@ class OutputError(OSError):
     """A file or folder cannot be written (no space left, read-only, no permission); the message names it."""
 
 
+def _is_pickle_or_zip(path: Path) -> bool:
+    """A ``torch.save`` zip archive or a raw pickle (protocol 2+ opens with ``0x80``)."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        return False
+    return zipfile.is_zipfile(path) or (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+
+
 def _read_weights_file(path: Path) -> Any:
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
@@ -62,11 +74,10 @@ def _read_weights_file(path: Path) -> Any:
     except pickle.UnpicklingError as e:
         # torch's message opens with advice to retry with weights_only=False: keep only the line naming the object
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        hostile = next((ln for ln in lines if "GLOBAL" in ln), None)
-        if hostile is None:  # not a pickle at all (garbage bytes), rather than a pickle of forbidden objects
+        first = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), type(e).__name__)
+        if "GLOBAL" not in first and not _is_pickle_or_zip(path):  # garbage bytes, not a pickle of objects
             raise WeightsError(f"{path}: not a readable torch checkpoint (truncated or not a .pt file?): "
-                               f"{lines[-1] if lines else type(e).__name__}") from None
-        first = hostile
+                               f"{first}") from None
         raise WeightsError(f"{path}: refused to unpickle: the file holds objects other than tensors and plain "
                            f"containers (only weights_only=True checkpoints are read; {first})") from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError) as e:
