@@ -68,9 +68,16 @@ def test_subprocess_one_line_no_traceback_and_debug_shows_it(tmp_path):
     assert out.stderr.strip().startswith(f"latte data scan: error: {bad}: not valid YAML (line 2"), out.stderr
     debug = subprocess.run(cmd + ["--debug"], capture_output=True, text=True, env=env, timeout=120)
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "InputError" in debug.stderr
-    env["LATTE_DEBUG"] = "1"
-    debug = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
-    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_debug_env_variable_reraises(tmp_path, monkeypatch):
+    from latte.io import InputError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- not a mapping\n")
+    monkeypatch.setenv("LATTE_DEBUG", "1")
+    with pytest.raises(InputError, match="mapping"):
+        main(["data", "scan", str(bad)])
 
 
 def test_bugs_keep_their_traceback(monkeypatch):

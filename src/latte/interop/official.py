@@ -148,8 +148,9 @@ def load_latte(checkpoint: Union[str, Path, StateDict], config: dict) -> Officia
     """Load an official Latte/LatteIMG checkpoint (see module docstring) into our model, strictly."""
     cfg = latte_config_from_official(config)
     source = str(checkpoint) if not isinstance(checkpoint, dict) else "state dict"
+    state = latte_state_dict_from_official(read_state_dict(checkpoint), cfg, source)  # a bad file fails fast
     model = Latte(cfg)
-    _load_strict(model, latte_state_dict_from_official(read_state_dict(checkpoint), cfg, source), source)
+    _load_strict(model, state, source)
     return OfficialLatte(model.eval())
 
 
@@ -360,9 +361,9 @@ def load_latte_t2v(checkpoint: Union[str, Path, StateDict], config: Optional[dic
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise InputError(f"{cfg_file}: not valid JSON ({e})") from None
     cfg = t2v_config_from_official(config)
-    model = Latte(cfg)
     state = read_state_dict(checkpoint)
     mapped, extras, unexpected = t2v_state_dict_from_official(state, source)
+    model = Latte(cfg)
     _load_strict(model, {**mapped, **{k: state[k] for k in unexpected}}, source)
     return OfficialLatteT2V(model.eval(), extras)
 
