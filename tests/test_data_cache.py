@@ -141,3 +141,34 @@ def test_cache_config_accepts_a_run_config(tmp_path):
     path.write_text("data:\n  kind: synthetic\n  cache_dir: c\nautoencoder:\n  kind: identity\ntrian:\n  batch_size: 2\n")
     with pytest.raises(Exception, match="trian"):
         load_cache_config(path)
+
+
+def test_data_modules_import_each_other_without_cycles():
+    """Every ``latte.data.*`` import (module top or inside a function) forms an acyclic graph: the cache
+    writer uses build_dataset, build_dataset uses the cache reader (latte.data.latents), not the writer."""
+    import ast
+    from pathlib import Path
+
+    import latte.data
+
+    folder = Path(latte.data.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("latte.data."):
+                deps.add(node.module.split(".")[2])
+            elif isinstance(node, ast.Import):
+                deps.update(a.name.split(".")[2] for a in node.names if a.name.startswith("latte.data."))
+        graph[path.stem] = deps - {path.stem}
+    assert "datasets" in graph["cache"] and "latents" in graph["datasets"]
+
+    def visit(name, stack):
+        assert name not in stack, f"import cycle: {' -> '.join(stack + [name])}"
+        for dep in graph.get(name, ()):
+            visit(dep, stack + [name])
+
+    for name in graph:
+        visit(name, [])

@@ -203,3 +203,45 @@ def test_config_validation_messages():
 def test_synthetic_section_is_refused_for_other_kinds():
     with pytest.raises(ConfigError, match="data.synthetic: only used by kind 'synthetic'"):
         from_dict(DataConfig, {"kind": "videos", "path": "clips", "synthetic": {"num_videos": 8}})
+
+
+def test_frame_folder_with_a_corrupt_frame_is_skipped_once_and_never_reread(tmp_path, monkeypatch, caplog):
+    import latte.data.video_io as video_io
+
+    for name in ("a_clip", "b_clip"):
+        (tmp_path / name).mkdir()
+        for t, frame in enumerate(ramp_video(8, 16, 16)):
+            Image.fromarray(frame).save(tmp_path / name / f"{t}.png")
+    (tmp_path / "a_clip" / "2.png").write_bytes(b"not a png")  # found only when read (scan: header)
+    ds = build_dataset(config(kind="frame_folders", path=str(tmp_path), hflip=False), split="val")
+    assert len(ds) == 2
+    reads = []
+    original = video_io.read_image
+    monkeypatch.setattr(video_io, "read_image", lambda path: reads.append(str(path)) or original(path))
+    with caplog.at_level("WARNING"):
+        for _ in range(3):
+            assert ds[0]["index"] == 1  # replaced by the next clip
+    assert ds.counter.reasons == {str(tmp_path / "a_clip"): "unreadable"}
+    assert ds.counter.total == 1
+    assert sum("a_clip" in r for r in reads) <= 4  # the first access only (4 frames), never again
+    assert len([r for r in caplog.records if "a_clip" in r.getMessage()]) == 1  # reported once
+    assert "2.png" in caplog.text  # the bad frame is named
+
+
+def test_scan_decode_and_header_agree_on_a_truncated_video(tmp_path):
+    from test_data_util import write_with_codec
+
+    full = write_with_codec(tmp_path / "full.mkv", ramp_video(60, 32, 32), "mpeg4", "yuv420p", fps=10)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "trunc.mkv").write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.6)])
+    results = {}
+    for scan in ("header", "decode"):
+        cfg = config(kind="videos", path=str(tmp_path / "data"), num_frames=16, frame_interval=3, scan=scan,
+                     short_clips="skip", hflip=False)
+        ds = build_dataset(cfg, split="val", progress=False)
+        item = ds[0]
+        check_video(item, frames=16)
+        results[scan] = (len(ds), ds.counter.total, ds.records[0].num_frames, item["video"])
+    assert results["header"][:3] == results["decode"][:3] == (1, 0, results["decode"][2])
+    assert 48 <= results["decode"][2] < 60  # the true (decoded) length, not the header's 60
+    assert torch.equal(results["header"][3], results["decode"][3])

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from latte.io import WeightsError
 from latte.metrics.networks.c3d import C3D, C3D_LAYERS, load_c3d
 from latte.metrics.networks.i3d import InceptionI3d, Unit3D, load_i3d
 from latte.metrics.networks.inception import FIDInceptionV3, load_inception
@@ -81,7 +82,7 @@ def test_i3d_loads_converted_state_dict_strictly_and_torchscript(tmp_path):
     bad = dict(state)
     bad["Mixed_3b.b0.conv3d.weight"] = torch.zeros(1)
     torch.save(bad, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="wrong shapes: Mixed_3b.b0"):
+    with pytest.raises(ValueError, match="wrong shape: Mixed_3b.b0"):
         load_i3d(tmp_path / "bad.pt")
 
     class FakeTorchScriptI3D(torch.nn.Module):  # the signature of StyleGAN-V's i3d_torchscript.pt
@@ -95,7 +96,7 @@ def test_i3d_loads_converted_state_dict_strictly_and_torchscript(tmp_path):
     assert detector.identity()["format"] == "torchscript"
     out = detector(torch.zeros(2, 3, 16, 32, 32, dtype=torch.uint8))
     assert out.tolist() == [[1.0, 1.0, 1.0, 1.0]] * 2
-    with pytest.raises(FileNotFoundError, match="I3D weights not found"):
+    with pytest.raises(WeightsError, match="I3D weights not found"):
         load_i3d(tmp_path / "missing.pt")
 
 
@@ -143,7 +144,7 @@ def test_c3d_ceil_pooling_shapes_and_npz_loading(tmp_path):
     torch.testing.assert_close(probs.sum(-1), torch.ones(2))
     del arrays["conv5b/b"]
     np.savez(tmp_path / "broken.npz", **arrays)
-    with pytest.raises(ValueError, match="missing 1 keys"):
+    with pytest.raises(ValueError, match="missing 1 key"):
         load_c3d(tmp_path / "broken.npz", mean_path=tmp_path / "mean2.npz")
 
 

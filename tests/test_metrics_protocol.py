@@ -120,3 +120,40 @@ def test_step_of_reads_sidecar_checkpoint_then_folder_name():
     assert step_of("samples/x", entry) == 4000  # "steps" (sampling steps) is not the training step
     assert step_of("samples/step_300", tensor_videos(torch.zeros(1, 3, 2, 2, 2, dtype=torch.uint8))) == 300
     assert step_of("samples/final", tensor_videos(torch.zeros(1, 3, 2, 2, 2, dtype=torch.uint8))) is None
+
+
+def test_fvd_preset_crops_non_square_videos_and_records_resize_and_codec(tmp_path):
+    """UCF-101 is 320x240: the fvd2048_16f preset centre-crops 240x240 and resizes to 256 (as the reference
+    frame converter), so the detector sees the video undistorted; eval.json records the kernel and codec path."""
+    from latte.data.video_io import write_mp4
+    from latte.metrics.clips import center_crop_resize_uint8
+
+    frames = np.full((16, 240, 320, 3), 128, np.uint8)
+    frames[:, :, :40] = (255, 0, 0)  # red bands outside the centred 240x240 square
+    frames[:, :, -40:] = (255, 0, 0)
+    frames[:, 100:140, 140:180] = (0, 0, 255)  # a blue square in the middle: it must stay square
+    for name in ("a", "b"):
+        write_mp4(tmp_path / "videos" / f"{name}.mp4", frames, crf=0)
+    settings = make_settings("fvd2048_16f", metrics=["fvd"], real_stride=1, progress=False)
+    assert (settings.resolution, settings.resize_kernel) == (256, "lanczos")
+    entries = scan_videos(tmp_path / "videos")
+    clip = ClipDataset(entries, [(0, 0)], 16, 1, settings.resolution, settings.resize_kernel)[0]
+    assert clip.shape == (3, 16, 256, 256)
+    red = (clip[0] > 200) & (clip[1] < 60) & (clip[2] < 60)
+    assert not red.any()  # cropped away, not squashed in
+    blue = (clip[2] > 200) & (clip[0] < 60)
+    rows, cols = blue[0].nonzero(as_tuple=True)
+    height, width = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+    assert abs(height - width) <= 2 and abs(height - 40 * 256 / 240) <= 3  # aspect kept
+    squashed = ClipDataset(entries, [(0, 0)], 16, 1, None)[0]  # without the preset's resize: 320 wide
+    assert squashed.shape[-2:] == (240, 320)
+    lanczos = center_crop_resize_uint8(frames[:2], 256, "lanczos")
+    bilinear = center_crop_resize_uint8(frames[:2], 256, "bilinear-antialias")
+    assert lanczos.shape == bilinear.shape == (2, 256, 256, 3) and (lanczos != bilinear).any()
+
+    result = evaluate(settings, tmp_path / "videos", [tmp_path / "videos"], {"fvd": MeanColourDetector()})
+    for side in (result["real"], result["runs"][0]["fake"]):
+        assert side["resize"] == {"size": 256, "kernel": "lanczos", "crop": "centred min(H, W) square, then resize"}
+        assert side["codec_path"]["sources"] == {"video.mp4": 2}
+        assert side["codec_path"]["video_decoder"].startswith("PyAV ")
+    json.dumps(result)  # eval.json is written from this dict

@@ -1,5 +1,6 @@
 """diffusers interop with tiny random weights: export → LatteTransformer3DModel / LattePipeline, import back."""
 import json
+import os
 import shutil
 
 import pytest
@@ -139,3 +140,93 @@ def test_exported_run_runs_in_diffusers_pipeline_like_ours(t2v_run, tmp_path, ru
     run_pipe = LattePipeline.from_run(t2v_run / run)
     assert run_pipe.prediction_type == prediction_type
     assert all(torch.equal(v, ours.model.state_dict()[k]) for k, v in run_pipe.model.state_dict().items())
+
+
+@pytest.mark.parametrize("input_size, pe_base_size, sample_size", [(8, 8, 16), (8, 4, 8), (64, 32, 64), (32, 32, 64)])
+def test_export_of_models_trained_at_another_size_than_their_position_base(tmp_path, input_size, pe_base_size,
+                                                                           sample_size):
+    """configs/t2v.yaml trains at 256 px (latents 32) with the released pe_base_size 32: diffusers expresses it
+    with sample_size 64 (its position embedding spans sample_size // p patches); the outputs match at the
+    trained size and `latte import` restores input_size from latte_export.json."""
+    from diffusers import LatteTransformer3DModel
+
+    from latte.interop.official import diffusers_sample_size
+
+    cfg = LatteConfig(**{**T2V, "input_size": input_size, "pe_base_size": pe_base_size})
+    assert diffusers_sample_size(cfg) == sample_size
+    if input_size > 8:
+        return  # the size table only (the shipped configs/t2v.yaml and the released model)
+    torch.manual_seed(0)
+    ours = Latte(cfg).eval()
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_transformer(ours, tmp_path / "transformer")
+    (tmp_path / "latte_export.json").write_text(json.dumps({"input_size": input_size}))
+    theirs = LatteTransformer3DModel.from_pretrained(tmp_path / "transformer").eval()
+    assert theirs.config.sample_size == sample_size
+    x, t, text = torch.randn(1, 4, 4, input_size, input_size), torch.tensor([300]), torch.randn(1, 5, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x, t, text=text), theirs(x, t, encoder_hidden_states=text,
+                                                                 return_dict=False)[0], atol=1e-5, rtol=0)
+    import_from_diffusers(tmp_path, tmp_path / "ours")
+    assert Latte.from_pretrained(tmp_path / "ours").config == cfg
+
+
+def test_shipped_t2v_config_is_exportable():
+    import yaml
+
+    from latte.interop.official import t2v_config_to_official
+
+    model = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "configs", "t2v.yaml")))["model"]
+    config = t2v_config_to_official(LatteConfig(**{k: v for k, v in model.items() if k != "gradient_checkpointing"}))
+    assert config["sample_size"] == 64 and config["patch_size"] == 2
+
+
+def test_import_of_diffusers_class_defaults_names_every_unsupported_setting(tmp_path, capsys):
+    """A LatteTransformer3DModel built with diffusers' own defaults (GEGLU, no attention bias, layer_norm) is not
+    the Latte architecture: `latte import` says which settings differ, in one line."""
+    from diffusers import LatteTransformer3DModel
+
+    from latte.cli import main
+
+    LatteTransformer3DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
+                            num_layers=1, cross_attention_dim=16, caption_channels=16, sample_size=8,
+                            patch_size=2).save_pretrained(tmp_path / "transformer")
+    assert main(["import", "--from", "diffusers", str(tmp_path), str(tmp_path / "ours")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("latte import: error: ") and "Traceback" not in err
+    for setting in ("activation_fn = 'geglu'", "attention_bias = False", "norm_type = 'layer_norm'",
+                    "norm_elementwise_affine = True", "norm_eps = 1e-05"):
+        assert setting in err, setting
+    assert not (tmp_path / "ours").exists()
+
+
+def test_export_records_truncate_text_and_diffusers_matches_truncated_sampling(t2v_run, tmp_path):
+    """Our runs sample with --truncate-text off (each prompt, the empty one included, attends to its own valid
+    tokens); diffusers' LattePipeline cuts both to the prompt's valid length (mask_feature=True). The export
+    records the run's setting; diffusers gives the run's video sampled with truncate_text on, and with guidance
+    > 1 the run's default differs (which docs/sampling.md says)."""
+    from diffusers import LattePipeline as DiffusersLattePipeline
+
+    from latte.cli import main
+
+    out = tmp_path / "export"
+    assert main(["export", "--to", "diffusers", str(t2v_run / "run"), str(out)]) == 0
+    record = json.loads((out / "latte_export.json").read_text())
+    assert record["truncate_text"] is False and "--truncate-text on" in record["note"]
+    assert record["input_size"] == T2V["input_size"]
+    theirs = DiffusersLattePipeline.from_pretrained(str(out))
+    theirs.set_progress_bar_config(disable=True)
+    video = theirs("a red square", generator=torch.Generator().manual_seed(7), num_inference_steps=3,
+                   guidance_scale=4.0, video_length=4, height=16, width=16, negative_prompt="", output_type="pt",
+                   clean_caption=False).frames
+    run_pipe = LattePipeline.from_run(t2v_run / "run")
+    results = {}
+    for truncate in (False, True):
+        run_pipe.truncate_text = truncate
+        mine = run_pipe(prompts=["a red square"], seed=7, sampler="ddim-diffusers", steps=3, cfg_scale=4.0,
+                        frames=4, height=16, width=16, output_type="tensor", progress=False).videos
+        results[truncate] = (mine / 2 + 0.5).clamp(0, 1).transpose(1, 2)
+    torch.testing.assert_close(results[True], video, atol=1e-4, rtol=0)
+    assert (results[False] - video).abs().max() > 1e-3  # the setting matters with guidance > 1

@@ -6,6 +6,8 @@ YAML) into those dataclasses and rejects anything it cannot account for:
 
 * an unknown key is an error naming the key and the nearest valid one;
 * a value of the wrong type is an error naming the key, the expected type and the value;
+* a float that is NaN or infinite, and a number outside the field's ``min``/``max``/``above``/``below`` bounds
+  (see :func:`option`), is an error naming the key;
 * a dataclass may define ``validate(self)`` for cross-field rules and raise :class:`ConfigError`.
 
 Supported field types: ``bool``, ``int``, ``float``, ``str``, ``Optional[T]``, ``Literal[...]``, ``list[T]``,
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -25,6 +28,7 @@ import yaml
 __all__ = [
     "ConfigError",
     "option",
+    "check_ranges",
     "from_dict",
     "to_dict",
     "load_yaml",
@@ -38,13 +42,49 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the key and what is allowed."""
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING) -> Any:
-    """A documented dataclass field. Use ``factory`` for mutable defaults (lists, dicts, nested sections)."""
+def option(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING,
+           min: Any = None, max: Any = None, above: Any = None, below: Any = None) -> Any:
+    """A documented dataclass field. Use ``factory`` for mutable defaults (lists, dicts, nested sections).
+
+    Numeric bounds, checked by :func:`from_dict` / :func:`check_ranges` for the value (each item of a list or
+    tuple; ``None`` is not checked): ``min``/``max`` inclusive, ``above``/``below`` exclusive. They are listed in
+    ``docs/config.md``."""
     if not help:
         raise ValueError("every config option needs a help text")
+    bounds = {k: v for k, v in (("min", min), ("max", max), ("above", above), ("below", below)) if v is not None}
+    metadata = {"help": help, "bounds": bounds} if bounds else {"help": help}
     if factory is not dataclasses.MISSING:
-        return dataclasses.field(default_factory=factory, metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def describe_bounds(bounds: dict) -> str:
+    """``{"min": 0, "below": 1}`` -> ``"0 <= x < 1"``."""
+    low = f"{bounds['min']} <= " if "min" in bounds else f"{bounds['above']} < " if "above" in bounds else ""
+    high = f" <= {bounds['max']}" if "max" in bounds else f" < {bounds['below']}" if "below" in bounds else ""
+    return f"{low}x{high}" if low or high else ""
+
+
+def _check_bounds(value: Any, bounds: dict, key: str) -> None:
+    if value is None or not bounds:
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_bounds(v, bounds, f"{key}[{i}]")
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    ok = (("min" not in bounds or value >= bounds["min"]) and ("max" not in bounds or value <= bounds["max"])
+          and ("above" not in bounds or value > bounds["above"]) and ("below" not in bounds or value < bounds["below"]))
+    if not ok:
+        raise ConfigError(f"{key}: {value!r} is out of range (expected {describe_bounds(bounds)})")
+
+
+def check_ranges(obj: Any, prefix: str = "") -> None:
+    """Check the ``min``/``max``/``above``/``below`` bounds of every field of the config dataclass ``obj`` (not
+    nested sections: :func:`from_dict` checks each section as it builds it). Raises :class:`ConfigError`."""
+    for f in dataclasses.fields(obj):
+        _check_bounds(getattr(obj, f.name), f.metadata.get("bounds", {}), f"{prefix}{f.name}")
 
 
 def field_help(cls: type, name: str) -> str:
@@ -123,14 +163,19 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             return int(value)
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML reads "1e-4" as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML reads "1e-4" as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -155,6 +200,10 @@ def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
         kwargs[key] = _convert(value, hints[key], full)
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)
+    try:
+        check_ranges(obj, f"{prefix}." if prefix else "")
+    except ConfigError as e:
+        raise ConfigError(str(e)) from None
     if callable(validate):
         try:
             validate()
@@ -180,7 +229,10 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key.sub=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else None
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override '{item}': the value is not valid YAML ({str(e).splitlines()[0]})") from None
         node = data
         parts = key.strip().split(".")
         for p in parts[:-1]:
@@ -194,14 +246,11 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 
 def load_yaml(path: str | Path, cls: type, overrides: list[str] | None = None) -> Any:
-    """Read a YAML config file, apply ``--set`` overrides and validate it into ``cls``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    """Read a YAML config file, apply ``--set`` overrides and validate it into ``cls``. A missing file, broken
+    YAML or a non-mapping is an :class:`latte.io.InputError` naming the file (and line)."""
+    from latte.io import load_yaml_mapping
+
+    data = load_yaml_mapping(path)
     apply_overrides(data, overrides or [])
     try:
         return from_dict(cls, data)
@@ -229,8 +278,10 @@ def render_docs(cls: type, title: str | None = None, _prefix: str = "") -> str:
             default = to_dict(f.default_factory())  # type: ignore[misc]
         else:
             default = "(required)"
+        bounds = describe_bounds(f.metadata.get("bounds", {}))
+        meaning = f.metadata.get("help", "") + (f" (range: {bounds})" if bounds else "")
         lines.append(f"| `{key}` | {_type_name(tp).replace('|', '/')} | `{default!r}` | "
-                     f"{f.metadata.get('help', '').replace('|', '/')} |")
+                     f"{meaning.replace('|', '/')} |")
     has_rows = len(lines) > (4 if title else 2)
     out = "\n".join(lines if has_rows else lines[:2 if title else 0]) + "\n"
     for key, tp in nested:

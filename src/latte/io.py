@@ -26,8 +26,8 @@ PathLike = Union[str, Path]
 StateDict = dict[str, torch.Tensor]
 
 __all__ = ["InputError", "WeightsError", "OutputError", "WEIGHT_FILE_NAMES", "read_state_dict",
-           "load_state_dict_strict", "load_yaml_mapping", "atomic_write_bytes", "atomic_write_text",
-           "atomic_write_json", "fsync_path", "writing"]
+           "load_state_dict_strict", "load_yaml_mapping", "load_json_mapping", "atomic_write_bytes",
+           "atomic_write_text", "atomic_write_json", "ensure_writable_dir", "fsync_path", "writing"]
 
 # Weight files looked for inside a folder, in this order.
 WEIGHT_FILE_NAMES = ("model.safetensors", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
@@ -48,6 +48,18 @@ class OutputError(OSError):
     """A file or folder cannot be written (no space left, read-only, no permission); the message names it."""
 
 
+def _is_pickle_or_zip(path: Path) -> bool:
+    """A ``torch.save`` zip archive or a raw pickle (protocol 2+ opens with ``0x80``)."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        return False
+    return zipfile.is_zipfile(path) or (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+
+
 def _read_weights_file(path: Path) -> Any:
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
@@ -60,7 +72,12 @@ def _read_weights_file(path: Path) -> Any:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # torch's message opens with advice to retry with weights_only=False: keep only the line naming the object
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        first = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), type(e).__name__)
+        if "GLOBAL" not in first and not _is_pickle_or_zip(path):  # garbage bytes, not a pickle of objects
+            raise WeightsError(f"{path}: not a readable torch checkpoint (truncated or not a .pt file?): "
+                               f"{first}") from None
         raise WeightsError(f"{path}: refused to unpickle: the file holds objects other than tensors and plain "
                            f"containers (only weights_only=True checkpoints are read; {first})") from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError) as e:
@@ -158,6 +175,23 @@ def load_yaml_mapping(path: PathLike, what: str = "config") -> dict:
     return data
 
 
+def load_json_mapping(path: PathLike, what: str = "config") -> dict:
+    """The JSON object in ``path``; :class:`InputError` names the file when it is missing, not JSON or not an
+    object (``config.json`` of model folders, scheduler configs, sidecars)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file (expected a JSON {what})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: the {what} must be a JSON object, found a {type(data).__name__}")
+    return data
+
+
 @contextlib.contextmanager
 def writing(path: PathLike) -> Iterator[None]:
     """Turn an ``OSError`` raised while writing ``path`` into an :class:`OutputError` that says what happened in
@@ -177,6 +211,23 @@ def writing(path: PathLike) -> Iterator[None]:
         else:
             msg = f"cannot write {path}: {e.strerror or e}"
         raise OutputError(e.errno or 0, msg) from None
+
+
+def ensure_writable_dir(path: PathLike) -> Path:
+    """Create the folder ``path`` if needed and check that a file can be written in it (a probe file is created
+    and removed), so a read-only or full output folder is reported before any work: :class:`OutputError`
+    "cannot write to <dir>: ..."."""
+    path = Path(path)
+    probe = path / f".latte-write-test-{os.getpid()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"ok")
+        probe.unlink()
+    except OSError as e:
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise OutputError(e.errno or 0, f"cannot write to {path}: {reason}") from None
+    return path
 
 
 def fsync_path(path: PathLike) -> None:

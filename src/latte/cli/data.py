@@ -53,16 +53,11 @@ def run_generate(args) -> int:
 
 def load_data_config(path: str, overrides: list[str]):
     """The ``data:`` section of a YAML file (other sections are not read)."""
-    from pathlib import Path
-
-    import yaml
-
     from latte.config import ConfigError, apply_overrides, from_dict
     from latte.data.config import DataConfig
+    from latte.io import load_yaml_mapping
 
-    if not Path(path).is_file():
-        raise ConfigError(f"config file not found: {path}")
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+    raw = load_yaml_mapping(path)
     apply_overrides(raw, overrides)
     if "data" not in raw:
         raise ConfigError(f"{path}: no `data:` section")

@@ -1,8 +1,6 @@
 """``latte eval``: FVD / FID / IS and the synthetic-data metrics of sample folders, as a table, JSON and PNG."""
 from __future__ import annotations
 
-import os
-
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="compute FVD/FID/IS (or the synthetic-data metrics) of generated videos",
@@ -30,7 +28,10 @@ def register(sub) -> None:
     p.add_argument("--real-stride", type=int, help="temporal stride of real clips (default 3)")
     p.add_argument("--fake-stride", type=int, help="temporal stride of generated clips (default 1)")
     p.add_argument("--seed", type=int, help="seed of clip selection and offsets (default 0)")
-    p.add_argument("--resolution", type=int, help="centre-crop + resize frames to this side first")
+    p.add_argument("--resolution", type=int, help="centre-crop + resize frames to this side first (presets: 256; "
+                                                  "0 keeps the frames as decoded)")
+    p.add_argument("--resize-kernel", choices=["lanczos", "bilinear-antialias"],
+                   help="kernel of that resize (default lanczos, as the reference frame converter)")
     p.add_argument("--batch-size", type=int, help="clips per detector batch (default 8)")
     p.add_argument("--workers", dest="num_workers", type=int, help="decoding worker processes")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
@@ -39,16 +40,19 @@ def register(sub) -> None:
     p.add_argument("--sqrt-method", choices=["sqrtm", "eigh"], help="matrix square root method")
     p.add_argument("--out", required=True, help="output folder: eval.json and eval.png")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, user_value_errors=True)
 
 
 def _init_distributed(device: str | None) -> tuple[int, str]:
     """Under torchrun (WORLD_SIZE > 1) join the process group; returns (rank, device)."""
     import torch
 
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    from latte.dist import torchrun_env
+
+    env = torchrun_env()
+    if not env.distributed:
         return 0, device or ("cuda" if torch.cuda.is_available() else "cpu")
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    local = env.local_rank
     use_cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
     torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
     if use_cuda:
@@ -63,16 +67,23 @@ def run(args) -> int:
 
     from latte.metrics.evaluate import evaluate, format_table, make_settings, plot_results
 
+    from latte.io import atomic_write_text, ensure_writable_dir
+
     rank, device = _init_distributed(args.device)
+    if rank == 0:
+        ensure_writable_dir(args.out)  # "cannot write to <dir>" now, not after the features
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     settings = make_settings(
         args.preset, metrics=metrics, num_real=args.num_real or args.num_clips,
         num_fake=args.num_fake or args.num_clips, num_frames=args.num_frames, real_stride=args.real_stride,
-        fake_stride=args.fake_stride, seed=args.seed, resolution=args.resolution, batch_size=args.batch_size,
+        fake_stride=args.fake_stride, seed=args.seed, resolution=args.resolution or None,
+        resize_kernel=args.resize_kernel, batch_size=args.batch_size,
         num_workers=args.num_workers, device=device, covariance=args.covariance, sqrt_method=args.sqrt_method,
         i3d_path=args.i3d_path, inception_path=args.inception_path, c3d_path=args.c3d_path,
         c3d_mean_path=args.c3d_mean_path, classifier_path=args.classifier_path, real_stats=args.real_stats,
         progress=not args.no_progress and rank == 0)
+    if args.resolution == 0:
+        settings.resolution = None
     real = args.real
     if real is None and {"synthetic-fvd"} & set(metrics):
         real = "synthetic"
@@ -81,8 +92,7 @@ def run(args) -> int:
     if rank != 0:
         return 0
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    atomic_write_text(out / "eval.json", json.dumps(result, indent=2) + "\n")
     print(format_table(result))
     plot = plot_results(result, out / "eval.png")
     print(f"wrote {out / 'eval.json'} and {plot}")

@@ -20,11 +20,7 @@ def run(args) -> int:
 
     from latte.interop.diffusers import export_to_diffusers
 
-    try:
-        written = export_to_diffusers(args.source, args.out, ema=not args.no_ema)
-    except FileNotFoundError as e:
-        print(f"latte export: {e}", file=sys.stderr)
-        return 2
+    written = export_to_diffusers(args.source, args.out, ema=not args.no_ema)
     for name, path in written.items():
         print(f"  {name:13s} {path if path else '(not available: no local folder in the run config)'}")
     if written.get("vae") is None or written.get("text_encoder") is None:

@@ -15,14 +15,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import sys
-
     from latte.interop.diffusers import import_from_diffusers
 
-    try:
-        out = import_from_diffusers(args.source, args.out)
-    except FileNotFoundError as e:
-        print(f"latte import: {e}", file=sys.stderr)
-        return 2
+    out = import_from_diffusers(args.source, args.out)
     print(f"latte import: wrote {out}")
     return 0

@@ -48,15 +48,14 @@ def register(sub) -> None:
     p.add_argument("--truncate-text", choices=["auto", "on", "off"], default="auto",
                    help="cut prompt features to their valid tokens and the empty prompt to the same length, as "
                         "the official pipeline does for one prompt (auto: on for released text-to-video models)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
+    p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run, user_value_errors=True)
 
 
 def run(args) -> int:
-    import sys
-
     import torch
 
+    from latte.io import ensure_writable_dir
     from latte.sampling import LattePipeline
     from latte.sampling.runner import SampleJob, read_prompts, run_job, summarize
     from latte.training.distributed import all_gather_objects, barrier, cleanup_distributed, setup_distributed
@@ -65,20 +64,17 @@ def run(args) -> int:
     dist = setup_distributed(device)
     try:
         prompts = read_prompts(args.prompts) if args.prompts else args.prompt
-        try:
-            pipe = LattePipeline.load(args.checkpoint, ema=not args.no_ema, device=dist.device, dtype=args.dtype,
-                                      vae=args.vae, text_encoder=args.text_encoder, kind=args.kind)
-            if args.truncate_text != "auto":
-                pipe.truncate_text = args.truncate_text == "on"
-            count = len(prompts) if prompts else (len(args.classes) if args.classes else 1)
-            job = SampleJob(out_dir=args.out, num_videos=args.num_videos or count, prompts=prompts,
-                            classes=args.classes, seed=args.seed, sampler=args.sampler, steps=args.steps,
-                            cfg_scale=args.cfg_scale, frames=args.frames, height=args.height, width=args.width,
-                            fps=args.fps, formats=args.format.split(","), batch_size=args.batch_size)
-            result = run_job(pipe, job, dist.rank, dist.world_size, progress=not args.quiet)
-        except (FileNotFoundError, ValueError) as e:
-            print(f"latte sample: {e}", file=sys.stderr)
-            return 2
+        ensure_writable_dir(args.out)  # before minutes of model loading
+        pipe = LattePipeline.load(args.checkpoint, ema=not args.no_ema, device=dist.device, dtype=args.dtype,
+                                  vae=args.vae, text_encoder=args.text_encoder, kind=args.kind)
+        if args.truncate_text != "auto":
+            pipe.truncate_text = args.truncate_text == "on"
+        count = len(prompts) if prompts else (len(args.classes) if args.classes else 1)
+        job = SampleJob(out_dir=args.out, num_videos=args.num_videos or count, prompts=prompts,
+                        classes=args.classes, seed=args.seed, sampler=args.sampler, steps=args.steps,
+                        cfg_scale=args.cfg_scale, frames=args.frames, height=args.height, width=args.width,
+                        fps=args.fps, formats=args.format.split(","), batch_size=args.batch_size)
+        result = run_job(pipe, job, dist.rank, dist.world_size, progress=not args.no_progress)
         results = all_gather_objects(result)
         barrier()
         if dist.is_main:

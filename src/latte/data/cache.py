@@ -24,30 +24,27 @@ from typing import Literal, Optional
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
 from latte.config import ConfigError, option, to_dict
 from latte.data.config import DataConfig
+from latte.data.datasets import build_dataset
+from latte.data.latents import (
+    AUTOENCODER_KEYS,
+    CACHE_FORMAT,
+    DATA_KEYS,
+    CachedLatentDataset,
+    CacheMismatchError,
+    config_differences,
+)
 from latte.data.skips import SkipCounter, logger
 from latte.data.video_io import VideoReadError
+from latte.dist import torchrun_env
 from latte.encoders.config import AutoencoderConfig, TextEncoderConfig
 
 __all__ = ["CacheOptions", "CacheConfig", "CacheMismatchError", "build_cache", "CachedLatentDataset",
            "load_cache_config", "CACHE_FORMAT"]
-
-CACHE_FORMAT = 1
-# settings that change the cached tensors; any difference makes an existing cache unusable
-_DATA_KEYS = ("kind", "path", "image_size", "num_frames", "frame_interval", "frame_sampling", "short_clips",
-              "min_frames", "crop", "antialias", "hflip", "extensions", "class_names", "synthetic")
-_AUTOENCODER_KEYS = ("kind", "path", "subfolder", "single_file_config", "sample_posterior", "scaling_factor",
-                     "patch_factor")
-
-
-class CacheMismatchError(ConfigError):
-    """An existing cache was made with other settings (or another encoder) than requested."""
-
 
 @dataclass
 class CacheOptions:
@@ -89,14 +86,11 @@ class CacheConfig:
 
 def load_cache_config(path: str | Path, overrides: Optional[list[str]] = None) -> CacheConfig:
     """Read a cache config; a run config (extra sections) is validated as such and its sections reused."""
-    import yaml
-
     from latte.config import apply_overrides, from_dict
+    from latte.io import load_yaml_mapping
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml_mapping(path)
     apply_overrides(data, overrides or [])
     cache_section = data.pop("cache", {}) or {}
     try:
@@ -114,7 +108,8 @@ def load_cache_config(path: str | Path, overrides: Optional[list[str]] = None) -
 # ----------------------------------------------------------------------------------------------- writing
 
 def _dist_env() -> tuple[int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    env = torchrun_env()
+    return env.rank, env.world_size
 
 
 def _atomic_write_json(path: Path, obj) -> None:
@@ -137,22 +132,11 @@ def _header(cfg: CacheConfig, dataset, ae_identity: dict, text_identity: Optiona
         "num_shards": math.ceil(num_items / cfg.cache.shard_size),
         "sources": sources,
         "class_names": getattr(dataset, "class_names", None),
-        "data": {k: to_dict(getattr(cfg.data, k)) for k in _DATA_KEYS},
-        "autoencoder": {k: getattr(cfg.autoencoder, k) for k in _AUTOENCODER_KEYS},
+        "data": {k: to_dict(getattr(cfg.data, k)) for k in DATA_KEYS},
+        "autoencoder": {k: getattr(cfg.autoencoder, k) for k in AUTOENCODER_KEYS},
         "autoencoder_identity": ae_identity,
         "text_encoder_identity": text_identity,
     }
-
-
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: cache has {str(a)[:80]!r}, now {str(b)[:80]!r}")
-    return out
 
 
 class _ViewItems(torch.utils.data.Dataset):
@@ -218,8 +202,6 @@ def build_cache(cfg: CacheConfig, autoencoder, text_encoder=None, *, rank: Optio
     ``autoencoder``/``text_encoder`` implement the protocols of ``latte.encoders.base``. Shards already finished
     are skipped. Returns the path of ``index.json`` once every shard is done (by any rank), else None.
     """
-    from latte.data.datasets import build_dataset
-
     env_rank, env_world = _dist_env()
     rank = env_rank if rank is None else rank
     world_size = env_world if world_size is None else world_size
@@ -235,7 +217,7 @@ def build_cache(cfg: CacheConfig, autoencoder, text_encoder=None, *, rank: Optio
     header = _header(cfg, dataset, autoencoder.identity(), text_encoder.identity() if use_text else None)
     header_path = out / "cache.json"
     if header_path.exists():
-        diffs = _differences(json.loads(header_path.read_text()), header)
+        diffs = config_differences(json.loads(header_path.read_text()), header)
         if diffs:
             raise CacheMismatchError(f"{out} holds a cache made with other settings; delete it or choose another "
                                      f"data.cache_dir. Differences: " + "; ".join(diffs[:8]))
@@ -323,77 +305,3 @@ def finalize_index(out: Path, num_shards: int) -> Optional[Path]:
     return index
 
 
-# ----------------------------------------------------------------------------------------------- reading
-
-class CachedLatentDataset(torch.utils.data.Dataset):
-    """Items of a finished cache: ``{latents (C, F, h, w) float32, index, y?, caption?, text? (L, dim),
-    text_mask? (L,)}``. Training (``split == "train"``) picks a random view per access, otherwise view 0.
-
-    ``expected_data`` / ``expected_autoencoder``: the current config sections; a cache made with other
-    settings raises :class:`CacheMismatchError`. ``check_autoencoder(ae)`` compares encoder identities.
-    """
-
-    def __init__(self, cache_dir: str | Path, split: str = "train", expected_data: Optional[DataConfig] = None,
-                 expected_autoencoder: Optional[AutoencoderConfig] = None):
-        self.root = Path(cache_dir).expanduser()
-        header_path, index_path = self.root / "cache.json", self.root / "index.json"
-        if not index_path.exists():
-            state = "unfinished (no index.json)" if header_path.exists() else "missing"
-            raise ConfigError(f"data.cache_dir: the latent cache at {self.root} is {state}; run `latte cache CONFIG`")
-        self.header = json.loads(header_path.read_text())
-        if self.header.get("format") != CACHE_FORMAT:
-            raise CacheMismatchError(f"{header_path}: cache format {self.header.get('format')}, expected {CACHE_FORMAT}")
-        diffs = []
-        if expected_data is not None:
-            diffs += _differences(self.header["data"], {k: to_dict(getattr(expected_data, k)) for k in _DATA_KEYS},
-                                  "data.")
-        if expected_autoencoder is not None:
-            diffs += _differences(self.header["autoencoder"],
-                                  {k: getattr(expected_autoencoder, k) for k in _AUTOENCODER_KEYS}, "autoencoder.")
-        if diffs:
-            raise CacheMismatchError(f"the latent cache at {self.root} was made with other settings; re-run "
-                                     "`latte cache` into a new data.cache_dir. Differences: " + "; ".join(diffs[:8]))
-        index = json.loads(index_path.read_text())
-        views: dict[int, list[dict]] = {}
-        for entry in index["entries"]:
-            views.setdefault(entry["item"], []).append(entry)
-        self.items = [views[i] for i in sorted(views)]
-        if not self.items:
-            raise ConfigError(f"data.cache_dir: the latent cache at {self.root} has no entries "
-                              f"({len(index['failures'])} clips failed to load when it was written)")
-        self.training = split == "train"
-        self.class_names = self.header.get("class_names")
-        self._handles: dict[str, object] = {}
-
-    def check_autoencoder(self, autoencoder) -> None:
-        """Refuse latents made by another encoder (compares ``identity()`` with the recorded one)."""
-        diffs = _differences(self.header["autoencoder_identity"], autoencoder.identity(), "autoencoder identity.")
-        if diffs:
-            raise CacheMismatchError(f"the latent cache at {self.root} was made with another autoencoder: "
-                                     + "; ".join(diffs[:8]))
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def _tensor(self, shard: str, key: str) -> torch.Tensor:
-        handle = self._handles.get(shard)
-        if handle is None:  # opened lazily per process (DataLoader workers)
-            handle = self._handles[shard] = safe_open(str(self.root / shard), framework="pt")
-        return handle.get_tensor(key)
-
-    def __getitem__(self, index: int) -> dict:
-        views = self.items[index]
-        entry = views[int(torch.randint(len(views), ()).item())] if self.training and len(views) > 1 else views[0]
-        item = {"latents": self._tensor(entry["shard"], f"{entry['key']}/latents").float(), "index": index}
-        for name in ("y", "caption"):
-            if name in entry:
-                item[name] = entry[name]
-        if entry.get("text"):
-            item["text"] = self._tensor(entry["shard"], f"{entry['key']}/text").float()
-            item["text_mask"] = self._tensor(entry["shard"], f"{entry['key']}/text_mask")
-        return item
-
-    def __getstate__(self):  # safetensors handles are not picklable: reopen in each worker
-        state = dict(self.__dict__)
-        state["_handles"] = {}
-        return state

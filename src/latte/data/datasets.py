@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from latte.config import ConfigError
 from latte.data.config import DataConfig
+from latte.data.latents import CachedLatentDataset
 from latte.data.skips import EmptyDatasetError, SkipCounter, logger
 from latte.data.transforms import VideoTransform, frame_indices
 from latte.data.video_io import (
@@ -276,9 +277,8 @@ def scan_clips(records: list[ClipRecord], cfg: DataConfig, counter: SkipCounter,
                 raise VideoReadError(path, "too_few_frames", f"{record.num_frames} < data.min_frames {cfg.min_frames}")
             if cfg.short_clips == "skip" and record.num_frames < window:
                 raise VideoReadError(path, "too_short", f"{record.num_frames} < {window}")
-            if cfg.scan == "decode":
-                _read_clip_frames(record, frame_indices(record.num_frames, cfg.num_frames, cfg.frame_interval,
-                                                        None, cfg.frame_sampling))
+            if cfg.scan == "decode":  # the centred window, corrected to the true length as training would
+                read_window(record, cfg, None)
         except VideoReadError as e:
             counter.add(record.path, e.reason, e.detail)
             continue
@@ -287,9 +287,36 @@ def scan_clips(records: list[ClipRecord], cfg: DataConfig, counter: SkipCounter,
 
 
 def _read_clip_frames(record: ClipRecord, indices: np.ndarray) -> np.ndarray:
-    if record.frames is not None:
+    """Frames ``indices`` of a clip. A failure is reported against the clip (``record.path``; for a frame folder
+    the bad frame is in the detail), so the clip is skipped once and never re-read."""
+    if record.frames is None:
+        return read_video_frames(record.path, indices)
+    try:
         return read_image_frames(record.frames, indices)
-    return read_video_frames(record.path, indices)
+    except VideoReadError as e:
+        if e.path == record.path:
+            raise
+        raise VideoReadError(record.path, e.reason, f"{Path(e.path).name}" + (f": {e.detail}" if e.detail else "")) \
+            from None
+
+
+def read_window(record: ClipRecord, cfg: DataConfig, rng: Optional[np.random.Generator]) -> np.ndarray:
+    """The frames of one temporal window (``rng``: random, None: centred) of a clip, uint8 ``(F, H, W, 3)``.
+    A video whose header overestimated its length (VFR, truncated tail) is re-read once with the true length,
+    which is then kept in ``record.num_frames``; raises :class:`VideoReadError` when the clip is unusable."""
+    for _ in range(2):
+        indices = frame_indices(record.num_frames, cfg.num_frames, cfg.frame_interval, rng, cfg.frame_sampling)
+        try:
+            return _read_clip_frames(record, indices)
+        except VideoReadError as e:
+            if e.reason != "too_few_frames" or not e.detail.isdigit() or int(e.detail) >= record.num_frames:
+                raise
+            record.num_frames = int(e.detail)  # header overestimated the length; retry once
+            if record.num_frames < cfg.min_frames:
+                raise VideoReadError(record.path, "too_few_frames", e.detail) from None
+            if cfg.short_clips == "skip" and record.num_frames < cfg.num_frames * cfg.frame_interval:
+                raise VideoReadError(record.path, "too_short", e.detail) from None
+    raise VideoReadError(record.path, "decode_error", "frame count keeps changing")
 
 
 # ----------------------------------------------------------------------------------------------- datasets
@@ -325,22 +352,7 @@ class ClipDataset(torch.utils.data.Dataset):
         record = self.records[index]
         if record.path in self.counter.reasons:
             raise VideoReadError(record.path, self.counter.reasons[record.path])
-        cfg = self.cfg
-        for _ in range(2):
-            indices = frame_indices(record.num_frames, cfg.num_frames, cfg.frame_interval, rng, cfg.frame_sampling)
-            try:
-                frames = _read_clip_frames(record, indices)
-                break
-            except VideoReadError as e:
-                if e.reason != "too_few_frames" or not e.detail.isdigit() or int(e.detail) >= record.num_frames:
-                    raise
-                record.num_frames = int(e.detail)  # header overestimated the length; retry once
-                if record.num_frames < cfg.min_frames:
-                    raise VideoReadError(record.path, "too_few_frames", e.detail) from None
-                if cfg.short_clips == "skip" and record.num_frames < cfg.num_frames * cfg.frame_interval:
-                    raise VideoReadError(record.path, "too_short", e.detail) from None
-        else:  # pragma: no cover - the second attempt uses the decoded length
-            raise VideoReadError(record.path, "decode_error", "frame count keeps changing")
+        frames = read_window(record, self.cfg, rng)
         return {"video": self.transform(frames, flip=flip), **self._meta(record, index)}
 
     def load_still(self, index: int, rng: np.random.Generator) -> dict:
@@ -507,7 +519,7 @@ def build_dataset(cfg, split: str = "train", num_images: Optional[int] = None, u
     ``cfg``: a :class:`DataConfig`, or a run config holding one as ``cfg.data``; then ``train.num_images`` and
     ``train.use_cache`` supply the defaults of ``num_images`` / ``use_cache`` and ``cfg.autoencoder`` is checked
     against the cache. ``num_images > 0`` wraps the clips for image-video joint training (:class:`WithImages`);
-    ``use_cache`` reads latents from ``data.cache_dir`` (:class:`latte.data.cache.CachedLatentDataset`).
+    ``use_cache`` reads latents from ``data.cache_dir`` (:class:`latte.data.latents.CachedLatentDataset`).
     Raises :class:`EmptyDatasetError` (with per-reason counts) when nothing is usable.
     """
     data = cfg.data if hasattr(cfg, "data") else cfg
@@ -515,8 +527,6 @@ def build_dataset(cfg, split: str = "train", num_images: Optional[int] = None, u
     num_images = getattr(train, "num_images", 0) if num_images is None else num_images
     use_cache = getattr(train, "use_cache", False) if use_cache is None else use_cache
     if use_cache:
-        from latte.data.cache import CachedLatentDataset
-
         if not data.cache_dir:
             raise ConfigError("data.cache_dir: required when training from the latent cache (train.use_cache)")
         if num_images:

@@ -1,4 +1,6 @@
-"""Gaussian diffusion as the official Latte (DiT/IDDPM) code defines it, on ``(B, C, F, H, W)`` tensors.
+"""Gaussian diffusion as the official Latte (DiT/IDDPM) code defines it, on ``(B, C, F, H, W)`` tensors (the
+official ``(B, F, C, H, W)`` layout works too: every operation is elementwise except the learned-sigma split,
+which :func:`split_learned_sigma` locates from the output's shape).
 
 Schedules are float64 tensors; each per-timestep coefficient is gathered and cast to float32 for the batch
 (``extract``), exactly as the official code does with numpy arrays, so losses match it to float precision.
@@ -68,6 +70,27 @@ def discretized_gaussian_log_likelihood(x, means, log_scales) -> torch.Tensor:
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+def split_learned_sigma(model_output: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(prediction, variance values, channel dim)`` of a learned-sigma output for the input ``x``.
+
+    Our layout is ``x (B, C, F, H, W)`` -> ``(B, 2C, F, H, W)`` (split on dim 1); the official ``Latte`` layout,
+    as the official scripts drive it, is ``x (B, F, C, H, W)`` -> ``(B, F, 2C, H, W)`` (split on dim 2). The two
+    cannot be confused: only one of ``out.shape[1] == 2 x.shape[1]`` / ``out.shape[2] == 2 x.shape[2]`` (with
+    ``out.shape[1] == x.shape[1]``) can hold."""
+    shape, out = tuple(x.shape), tuple(model_output.shape)
+    if len(out) == len(shape) and out[0] == shape[0] and out[2:] == shape[2:] and out[1] == 2 * shape[1]:
+        dim = 1
+    elif len(out) == len(shape) >= 3 and out[:2] == shape[:2] and out[3:] == shape[3:] and out[2] == 2 * shape[2]:
+        dim = 2
+    else:
+        raise ValueError(f"a learned-sigma model must output twice the channels of its input: for x of shape "
+                         f"{shape} expected {(shape[0], 2 * shape[1], *shape[2:])} (B, 2C, F, H, W)"
+                         + (f" or the official layout {(shape[0], shape[1], 2 * shape[2], *shape[3:])} "
+                            f"(B, F, 2C, H, W)" if len(shape) >= 3 else "") + f", got {out}")
+    c = shape[dim]
+    return model_output.narrow(dim, 0, c), model_output.narrow(dim, c, c), dim
 
 
 def check_prediction_type(value: str) -> str:
@@ -159,11 +182,8 @@ class GaussianDiffusion:
         """The reverse step's Gaussian ``p(x_{t-1} | x_t)``: mean, variance, log-variance and predicted ``x_0``."""
         if model_output is None:
             model_output = model(x, self.model_timesteps(t), **(model_kwargs or {}))
-        c = x.shape[1]
         if self.learn_sigma:
-            if model_output.shape[1] != 2 * c:
-                raise ValueError(f"learned-sigma model must output {2 * c} channels, got {model_output.shape[1]}")
-            prediction, var_values = model_output[:, :c], model_output[:, c:]
+            prediction, var_values, _ = split_learned_sigma(model_output, x)
             min_log = extract(self.posterior_log_variance_clipped, t, x.shape)
             max_log = extract(self.log_betas, t, x.shape)
             frac = (var_values + 1) / 2
@@ -201,12 +221,11 @@ class GaussianDiffusion:
         noise = torch.randn_like(x_start) if noise is None else noise
         x_t = self.q_sample(x_start, t, noise)
         output = model(x_t, self.model_timesteps(t), **(model_kwargs or {}))
-        c = x_start.shape[1]
         terms = {}
         if self.learn_sigma:
-            frozen = torch.cat([output[:, :c].detach(), output[:, c:]], dim=1)
+            prediction, var_values, dim = split_learned_sigma(output, x_start)
+            frozen = torch.cat([prediction.detach(), var_values], dim=dim)
             terms["vb"] = self._vb_terms_bpd(frozen, x_start, x_t, t)
-            prediction = output[:, :c]
         else:
             prediction = output
             terms["vb"] = torch.zeros(x_start.shape[0], device=x_start.device)

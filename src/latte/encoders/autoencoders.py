@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from latte.encoders.config import AutoencoderConfig
-from latte.encoders.loading import (WEIGHT_SUFFIXES, MissingWeightsError, fingerprint, require_folder,
-                                    resolve_device, resolve_dtype)
+from latte.encoders.loading import (WEIGHT_SUFFIXES, MissingWeightsError, fingerprint, load_checked,
+                                    require_folder, resolve_device, resolve_dtype)
+from latte.io import InputError, WeightsError
 
 __all__ = ["DiffusersAutoencoder", "IdentityAutoencoder", "load_diffusers_vae", "frames_of", "videos_of"]
 
@@ -147,20 +148,31 @@ def load_diffusers_vae(cfg: AutoencoderConfig, device: torch.device, dtype: torc
                                       f"file {path}; single files are only supported by kind 'sd_vae'")
         if not path.is_file():
             raise MissingWeightsError(f"{what}: weights file not found: {path}")
-        kwargs = {"config": str(Path(cfg.single_file_config).expanduser())} if cfg.single_file_config else {}
+        kwargs = {}
+        if cfg.single_file_config:
+            config = Path(cfg.single_file_config).expanduser()
+            kwargs["config"] = str(require_folder(config, ["config.json"], f"{what} autoencoder.single_file_config"))
         try:
-            vae = AutoencoderKL.from_single_file(str(path), local_files_only=True, torch_dtype=dtype, **kwargs)
-        except Exception as e:  # diffusers raises many types here; the hint is what the user can act on
-            raise MissingWeightsError(
-                f"{what}: could not load the single-file VAE {path}: {e}. Offline, set "
-                "autoencoder.single_file_config to a folder holding the matching diffusers config.json") from e
+            vae = load_checked(lambda: AutoencoderKL.from_single_file(
+                str(path), local_files_only=True, torch_dtype=dtype, **kwargs), path, what)
+        except WeightsError:
+            raise
+        except InputError as e:
+            if cfg.single_file_config:
+                raise
+            raise InputError(  # the weights read fine: what is missing is the config (offline: not downloadable)
+                f"{what}: {path} is a single weights file and its diffusers config could not be found ({e}); "
+                f"pass a diffusers VAE folder ({', '.join(v.replace('|', ' or ') for v in VAE_FILES)}, e.g. "
+                "sd-vae-ft-ema/) instead, or set autoencoder.single_file_config to a folder holding the matching "
+                "config.json") from None
         source = {"kind": cfg.kind, "path": str(path), "fingerprint": fingerprint(path)}
     else:
         folder = path / cfg.subfolder if cfg.subfolder else path
         require_folder(folder, VAE_FILES, what)
         cls = AutoencoderKLTemporalDecoder if cfg.kind == "temporal_decoder" else AutoencoderKL
-        vae = cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype,
-                                   low_cpu_mem_usage=False)  # no `accelerate` needed
+        vae = load_checked(lambda: cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype,
+                                                       low_cpu_mem_usage=False),  # no `accelerate` needed
+                           folder, what)
         source = {"kind": cfg.kind, "path": str(path), "subfolder": cfg.subfolder,
                   "fingerprint": fingerprint(folder)}
     return vae.to(device), source

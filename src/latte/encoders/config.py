@@ -41,19 +41,20 @@ class AutoencoderConfig:
     chunk_size: Optional[int] = option(
         None,
         "frames per encode/decode batch (bounds memory; results do not depend on it for frame-wise kinds). "
-        "null = 16, or 14 for temporal_decoder (the official chunk, which also sets its `num_frames`)")
+        "null = 16, or 14 for temporal_decoder (the official chunk, which also sets its `num_frames`)", min=1)
     sample_posterior: bool = option(
         True,
         "encode to a sample of the VAE posterior (official training) instead of its mean (deterministic)")
     scaling_factor: Optional[float] = option(
         None,
         "multiplier applied to latents after encoding (divided out before decoding); null = the VAE config's "
-        "`scaling_factor` (0.18215 for SD VAEs, the fitted value for `latte train-vae` VAEs), 1 for identity")
+        "`scaling_factor` (0.18215 for SD VAEs, the fitted value for `latte train-vae` VAEs), 1 for identity",
+        above=0.0)
     dtype: DType = option(
         "float32", "weights/compute dtype; float16/bfloat16 are only applied on CUDA (CPU stays float32)")
     patch_factor: int = option(
         1,
-        "identity kind only: space-to-depth factor d (latents have 3*d*d channels and H/d x W/d pixels)")
+        "identity kind only: space-to-depth factor d (latents have 3*d*d channels and H/d x W/d pixels)", min=1)
 
     def validate(self) -> None:
         if self.kind == "identity":

@@ -4,10 +4,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import torch
 
-__all__ = ["MissingWeightsError", "resolve_device", "resolve_dtype", "require_folder", "fingerprint"]
+from latte.io import InputError, read_state_dict
+
+__all__ = ["MissingWeightsError", "resolve_device", "resolve_dtype", "require_folder", "fingerprint",
+           "load_checked"]
+
+T = TypeVar("T")
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 _EDGE_BYTES = 1 << 20  # bytes hashed from each end of a weights file
@@ -47,6 +53,42 @@ def require_folder(path: str | Path, expected: list[str], what: str) -> Path:
             f"{what}: {path} is missing {', '.join(m.replace('|', ' or ') for m in missing)} "
             f"(found: {', '.join(present) or 'nothing'})")
     return path
+
+
+def _weight_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES) if path.is_dir() else []
+
+
+def _check_pickled(path: Path) -> None:
+    """Refuse a pickled weights file that holds anything but tensors, before a library unpickles it.
+    ``mmap`` makes the check cheap for the (usual) zip format; anything else is read in full by
+    :func:`latte.io.read_state_dict`, whose error names the file."""
+    try:
+        torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - diagnosed (and reported with the file name) by read_state_dict
+        read_state_dict(path)
+
+
+def load_checked(load: Callable[[], T], path: str | Path, what: str) -> T:
+    """Run a library loader (``from_pretrained`` / ``from_single_file``) on the weights at ``path`` (a file or a
+    folder) with errors a user can act on: pickled files (``.bin``/``.pt``/``.ckpt``) are first checked to hold
+    only tensors; when the loader fails, a corrupt weights file is named (:class:`latte.io.WeightsError`), else
+    the loader's message is given with the path (:class:`latte.io.InputError`)."""
+    path = Path(path)
+    files = _weight_files(path)
+    for f in files:
+        if f.suffix != ".safetensors":
+            _check_pickled(f)
+    try:
+        return load()
+    except Exception as e:  # noqa: BLE001 - diffusers/transformers raise many types; re-raised with the path
+        for f in files:
+            if f.suffix == ".safetensors" and not f.name.endswith(".index.json"):
+                read_state_dict(f)  # raises WeightsError naming a corrupt file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{what}: could not load {path}: {first}") from e
 
 
 def fingerprint(path: str | Path) -> str:

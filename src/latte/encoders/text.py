@@ -12,7 +12,7 @@ import torch
 
 from latte.config import ConfigError
 from latte.encoders.config import TextEncoderConfig
-from latte.encoders.loading import fingerprint, require_folder, resolve_device, resolve_dtype
+from latte.encoders.loading import fingerprint, load_checked, require_folder, resolve_device, resolve_dtype
 
 __all__ = ["BaseTextEncoder", "HFTextEncoder", "load_text_encoder", "minilm_path"]
 
@@ -113,8 +113,10 @@ def load_text_encoder(cfg: TextEncoderConfig, device=None) -> HFTextEncoder:
     require_folder(tokenizer_dir, TOKENIZER_FILES, f"{what} tokenizer")
     model_cls = {"minilm": transformers.AutoModel, "t5": transformers.T5EncoderModel,
                  "clip": transformers.CLIPTextModel}[cfg.kind]
-    model = model_cls.from_pretrained(str(model_dir), local_files_only=True)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+    model = load_checked(lambda: model_cls.from_pretrained(str(model_dir), local_files_only=True), model_dir, what)
+    tokenizer = load_checked(lambda: transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir),
+                                                                                local_files_only=True),
+                             tokenizer_dir, f"{what} tokenizer")
     max_length = cfg.resolved_max_length
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and max_length > limit:

@@ -19,6 +19,7 @@ from typing import Optional, Union
 import numpy as np
 
 from latte.config import ConfigError
+from latte.io import load_json_mapping
 from latte.models import Latte
 
 PathLike = Union[str, Path]
@@ -27,6 +28,7 @@ __all__ = ["save_transformer", "load_transformer", "scheduler_config", "export_t
            "import_from_diffusers"]
 
 TRANSFORMER_WEIGHTS = "diffusion_pytorch_model.safetensors"
+EXPORT_RECORD = "latte_export.json"  # what diffusers configs cannot hold (see export_record)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".index.json")
 
 
@@ -172,11 +174,40 @@ def export_to_diffusers(run_or_checkpoint: PathLike, out_dir: PathLike, ema: boo
             components["tokenizer"] = list(_library_class(out / "tokenizer", ("transformers", "AutoTokenizer")))
     index = {"_class_name": "LattePipeline", "_diffusers_version": _diffusers_version(), **components}
     (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    (out / EXPORT_RECORD).write_text(json.dumps(export_record(parts), indent=2) + "\n")
+    written["record"] = out / EXPORT_RECORD
     return written
 
 
+def export_record(parts) -> dict:
+    """What diffusers' config cannot hold, written as ``latte_export.json`` beside ``model_index.json``: the
+    training size (diffusers' ``sample_size`` may differ, see :func:`diffusers_sample_size`) and whether the
+    source samples with truncated text features (``truncate_text``; diffusers' default ``mask_feature=True`` is
+    ``truncate_text`` on)."""
+    cfg = parts.model.config
+    return {
+        "source": parts.source,
+        "input_size": cfg.input_size,
+        "truncate_text": bool(parts.truncate_text),
+        "prediction_type": parts.prediction_type,
+        "note": ("diffusers.LattePipeline (mask_feature=True, its default) gives the video of `latte sample "
+                 "--truncate-text on` (prompt and empty prompt cut to the prompt's valid tokens); "
+                 + ("this model samples that way by default" if parts.truncate_text else
+                    "the source samples with --truncate-text off (each prompt attends to its own valid tokens), "
+                    "which diffusers cannot express: with guidance > 1 the videos differ")
+                 + f". The model was trained for latents of {cfg.input_size}x{cfg.input_size}; diffusers' default "
+                   "size comes from transformer/config.json sample_size: pass height/width"),
+    }
+
+
 def import_from_diffusers(folder: PathLike, out_dir: PathLike) -> Path:
-    """Write our model folder (``config.json`` + ``model.safetensors``) from a diffusers Latte folder."""
+    """Write our model folder (``config.json`` + ``model.safetensors``) from a diffusers Latte folder. A
+    ``latte_export.json`` (written by :func:`export_to_diffusers`) restores the training ``input_size``."""
     model = load_transformer(folder)
+    record = Path(folder) / EXPORT_RECORD
+    if record.is_file():
+        size = load_json_mapping(record, "latte export record").get("input_size")
+        if isinstance(size, int) and size > 0:
+            model.config = model.config.replace(input_size=size)
     model.save_pretrained(out_dir)
     return Path(out_dir)

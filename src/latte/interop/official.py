@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from fractions import Fraction
 from pathlib import Path
 from typing import Optional, Union
 
@@ -23,69 +24,23 @@ import torch
 import torch.nn as nn
 
 from latte.config import ConfigError
+from latte.io import InputError, WeightsError, load_state_dict_strict, read_state_dict
 from latte.models import Latte, LatteConfig
 from latte.models.latte import sincos_1d, sincos_2d
 
 StateDict = dict[str, torch.Tensor]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(WeightsError):
     """A checkpoint that does not fit the model: the message names the file and the keys."""
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Reading checkpoint files
-# --------------------------------------------------------------------------------------------------------------
-
-
-def read_state_dict(checkpoint: Union[str, Path, StateDict], prefer: str = "ema") -> StateDict:
-    """A state dict from a ``.pt`` (bare, or under ``ema``/``model``), a ``.safetensors`` file, a diffusers-style
-    folder (``diffusion_pytorch_model.safetensors``/``.bin``, ``model.safetensors``) or a dict."""
-    if isinstance(checkpoint, dict):
-        sd = checkpoint
-    else:
-        path = Path(checkpoint)
-        if path.is_dir():
-            for name in ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin"):
-                if (path / name).is_file():
-                    return read_state_dict(path / name, prefer)
-            raise CheckpointError(f"{path}: no weights found (expected diffusion_pytorch_model.safetensors, "
-                                  "model.safetensors or diffusion_pytorch_model.bin)")
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path}")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            sd = load_file(str(path))
-        else:
-            try:
-                sd = torch.load(str(path), map_location="cpu", weights_only=True)
-            except Exception as e:  # noqa: BLE001 - re-raised with the file name
-                raise CheckpointError(f"{path}: cannot be read as a weights-only torch checkpoint ({e})") from None
-    if not isinstance(sd, dict):
-        raise CheckpointError(f"checkpoint holds a {type(sd).__name__}, expected a state dict")
-    for key in (prefer, "ema", "model", "state_dict"):
-        if key in sd and isinstance(sd[key], dict):
-            return dict(sd[key])
-    return dict(sd)
-
-
-def _strict_fill(model: nn.Module, mapped: StateDict, unexpected: list[str], source: str) -> None:
-    expected = model.state_dict()
-    unexpected = list(unexpected) + [k for k in mapped if k not in expected]
-    missing = [k for k in expected if k not in mapped]
-    if unexpected or missing:
-        parts = []
-        if unexpected:
-            parts.append(f"unexpected key(s) {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
-        if missing:
-            parts.append(f"missing key(s) {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-        raise CheckpointError(f"{source}: {'; '.join(parts)}")
-    for k, v in mapped.items():
-        if tuple(v.shape) != tuple(expected[k].shape):
-            raise CheckpointError(f"{source}: key '{k}' has shape {tuple(v.shape)}, the model expects "
-                                  f"{tuple(expected[k].shape)} (check the config: sizes, classes, frames)")
-    model.load_state_dict(mapped, strict=True)
+def _load_strict(model: nn.Module, state: StateDict, source: str) -> None:
+    """:func:`latte.io.load_state_dict_strict`, its error raised as a :class:`CheckpointError`."""
+    try:
+        load_state_dict_strict(model, state, source)
+    except WeightsError as e:
+        raise CheckpointError(str(e)) from None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -150,23 +105,39 @@ def latte_state_dict_to_official(model: Latte) -> StateDict:
 
 
 class OfficialLatte(nn.Module):
-    """Our ``Latte`` behind the official signature: ``forward(x (B, F, C, H, W), t, y=None)``."""
+    """Our ``Latte`` behind the official signature: ``forward(x (B, F, C, H, W), t, y=None)`` returns
+    ``(B, F, 2C, H, W)``. ``latte.diffusion.create_diffusion`` drives it as the official scripts do::
+
+        diffusion = create_diffusion(str(250))
+        z = torch.randn(1, 16, 4, 32, 32)                                     # (B, F, C, H, W)
+        samples = diffusion.p_sample_loop(model.forward, z.shape, z, model_kwargs=dict(y=None))
+        # class-conditional with CFG: z = cat([z, z]); y = cat([labels, null labels (num_classes)])
+        samples = diffusion.ddim_sample_loop(model.forward_with_cfg, z.shape, z,
+                                             model_kwargs=dict(y=y, cfg_scale=7.0, use_fp16=False))
+    """
 
     def __init__(self, model: Latte):
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None,
-                use_image_num: int = 0, y_image: Optional[torch.Tensor] = None) -> torch.Tensor:
+                text_embedding: Optional[torch.Tensor] = None, use_fp16: bool = False,
+                y_image: Optional[torch.Tensor] = None, use_image_num: int = 0) -> torch.Tensor:
+        if text_embedding is not None:
+            raise ConfigError("text_embedding is the official extras=78 path, which is not supported (dead code in "
+                              "the official repository); use the text-to-video model (load_latte_t2v)")
+        if use_fp16:  # as the official forward: the caller has cast the model with .half()
+            x = x.to(torch.float16)
         out = self.model(x.transpose(1, 2), t, y=y, num_images=use_image_num, y_images=y_image)
         return out.transpose(1, 2)
 
-    def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float = 7.0):
+    def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float = 7.0,
+                         use_fp16: bool = False, text_embedding: Optional[torch.Tensor] = None):
         """Official DiT-style CFG: the first half of ``x`` is run with ``y``'s two halves (labels, null labels);
-        epsilon (first ``C`` channels) is guided, the variance channels pass through per half."""
+        epsilon (first ``C`` channels, dim 2) is guided, the variance channels pass through per half."""
         c = self.model.config.in_channels
         half = x[: len(x) // 2]
-        out = self.forward(torch.cat([half, half]), t, y)
+        out = self.forward(torch.cat([half, half]), t, y, text_embedding=text_embedding, use_fp16=use_fp16)
         eps, rest = out[:, :, :c], out[:, :, c:]
         cond, uncond = eps.chunk(2, dim=0)
         half_eps = uncond + cfg_scale * (cond - uncond)
@@ -177,8 +148,9 @@ def load_latte(checkpoint: Union[str, Path, StateDict], config: dict) -> Officia
     """Load an official Latte/LatteIMG checkpoint (see module docstring) into our model, strictly."""
     cfg = latte_config_from_official(config)
     source = str(checkpoint) if not isinstance(checkpoint, dict) else "state dict"
+    state = latte_state_dict_from_official(read_state_dict(checkpoint), cfg, source)  # a bad file fails fast
     model = Latte(cfg)
-    _strict_fill(model, latte_state_dict_from_official(read_state_dict(checkpoint), cfg, source), [], source)
+    _load_strict(model, state, source)
     return OfficialLatte(model.eval())
 
 
@@ -190,6 +162,10 @@ T2V_DEFAULTS = dict(num_attention_heads=16, attention_head_dim=72, in_channels=4
                     dropout=0.0, cross_attention_dim=1152, attention_bias=True, sample_size=64, patch_size=2,
                     activation_fn="gelu-approximate", num_embeds_ada_norm=1000, norm_type="ada_norm_single",
                     norm_elementwise_affine=False, norm_eps=1e-6, caption_channels=4096, video_length=16)
+# settings a LatteTransformer3DModel must have to be our model (diffusers' own class defaults differ: GEGLU,
+# no attention bias, layer_norm with affine, eps 1e-5)
+T2V_REQUIRED = dict(norm_type="ada_norm_single", activation_fn="gelu-approximate", norm_elementwise_affine=False,
+                    attention_bias=True, dropout=0.0, norm_eps=1e-6)
 _T2V_IGNORED = {"norm_num_groups", "num_vector_embeds", "use_linear_projection", "only_cross_attention",
                 "double_self_attention", "upcast_attention", "attention_type", "_class_name", "_diffusers_version",
                 "_name_or_path", "num_layers_temporal"}
@@ -202,23 +178,29 @@ def t2v_config_from_official(config: dict) -> LatteConfig:
     unknown = [k for k in c if k not in T2V_DEFAULTS]
     if unknown:
         raise ConfigError(f"unknown text-to-video config key(s) {unknown}")
-    required = dict(norm_type="ada_norm_single", activation_fn="gelu-approximate", norm_elementwise_affine=False,
-                    attention_bias=True, dropout=0.0)
-    for key, value in required.items():
-        if c[key] != value:
-            raise ConfigError(f"text-to-video config '{key}' = {c[key]!r} is not supported (expected {value!r})")
+    problems = [f"{key} = {c[key]!r} (expected {value!r})" for key, value in T2V_REQUIRED.items() if c[key] != value]
+    problems += [f"{key} = null (expected an integer)" for key in ("in_channels", "out_channels", "patch_size",
+                                                                    "caption_channels", "cross_attention_dim")
+                 if c[key] is None]
+    if problems:  # e.g. a LatteTransformer3DModel built with diffusers' own class defaults (GEGLU, no bias)
+        raise ConfigError("this LatteTransformer3DModel configuration cannot be imported: " + "; ".join(problems)
+                          + ". Supported: the Latte-1 / t2v.pt architecture, which `latte export` writes "
+                          "(docs/sampling.md, 'diffusers export / import')")
     hidden = c["num_attention_heads"] * c["attention_head_dim"]
     if c["cross_attention_dim"] != hidden:
         raise ConfigError(f"cross_attention_dim ({c['cross_attention_dim']}) must equal the inner dim ({hidden})")
     if c["out_channels"] not in (c["in_channels"], 2 * c["in_channels"]):
         raise ConfigError("out_channels must be in_channels or 2*in_channels (learned sigma)")
-    interpolation = max(c["sample_size"] // 64, 1)
+    span = _diffusers_pe_span(c["sample_size"], c["patch_size"])
+    if span.denominator != 1:
+        raise ConfigError(f"sample_size {c['sample_size']} with patch_size {c['patch_size']}: position "
+                          f"embeddings span {span} patches, which pe_base_size (an integer) cannot express")
     cfg = LatteConfig(
         input_size=c["sample_size"], num_frames=c["video_length"], in_channels=c["in_channels"],
         patch_size=c["patch_size"], hidden_size=hidden, depth=2 * c["num_layers"],
         num_heads=c["num_attention_heads"], learn_sigma=c["out_channels"] == 2 * c["in_channels"],
         conditioning="text", text_dim=c["caption_channels"], adaln="single",
-        pe_base_size=c["sample_size"] // c["patch_size"] // interpolation,
+        pe_base_size=int(span),
     )
     cfg.validate()
     return cfg
@@ -231,13 +213,34 @@ def t2v_config_to_official(cfg: LatteConfig) -> dict:
             and cfg.mlp_ratio == 4.0 and not cfg.text_adaln):
         raise ConfigError("only text-conditional, interleaved, frame-patch, adaLN-single models with absolute "
                           "temporal PE, mlp_ratio 4 and no text_adaln have the official text-to-video layout")
-    interpolation = max(cfg.input_size // 64, 1)
-    if cfg.pe_base_size != cfg.input_size // cfg.patch_size // interpolation:
-        raise ConfigError("pe_base_size must be input_size // patch_size for the official layout")
     return dict(T2V_DEFAULTS, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
                 in_channels=cfg.in_channels, out_channels=cfg.out_channels, num_layers=cfg.depth // 2,
-                cross_attention_dim=cfg.hidden_size, sample_size=cfg.input_size, patch_size=cfg.patch_size,
-                caption_channels=cfg.text_dim, video_length=cfg.num_frames)
+                cross_attention_dim=cfg.hidden_size, sample_size=diffusers_sample_size(cfg),
+                patch_size=cfg.patch_size, caption_channels=cfg.text_dim, video_length=cfg.num_frames)
+
+
+def _diffusers_pe_span(sample_size: int, patch_size: int) -> Fraction:
+    """How many patches diffusers' ``PatchEmbed`` makes the sin-cos grid span: ``base_size / interpolation_scale``
+    with ``base_size = sample_size // patch_size`` and ``interpolation_scale = max(sample_size // 64, 1)``
+    (our ``pe_base_size``)."""
+    return Fraction(sample_size // patch_size, max(sample_size // 64, 1))
+
+
+def diffusers_sample_size(cfg: LatteConfig) -> int:
+    """The diffusers ``sample_size`` whose position embedding equals ours (``pe_base_size``): ``input_size``
+    when it does (the released model: 64 latents, pe_base_size 32), else the smallest size that does (a model
+    trained at 256 px with the released pe_base_size 32, configs/t2v.yaml, exports as sample_size 64).
+    diffusers' ``sample_size`` is then only the pipeline's default size: pass ``height``/``width``."""
+    if cfg.pe_base_size is None:
+        raise ConfigError("pe_base_size is null (integer patch positions): diffusers always rescales positions "
+                          "(PixArt style); train with pe_base_size set (e.g. 32, as the released model)")
+    if _diffusers_pe_span(cfg.input_size, cfg.patch_size) == cfg.pe_base_size:
+        return cfg.input_size
+    for size in range(cfg.patch_size, 64 * 64 + 1, cfg.patch_size):
+        if _diffusers_pe_span(size, cfg.patch_size) == cfg.pe_base_size:
+            return size
+    raise ConfigError(f"pe_base_size {cfg.pe_base_size} with patch_size {cfg.patch_size} has no diffusers "
+                      "sample_size (diffusers spans sample_size // patch_size / max(sample_size // 64, 1) patches)")
 
 
 def _expand(pairs) -> dict[str, str]:
@@ -353,11 +356,15 @@ def load_latte_t2v(checkpoint: Union[str, Path, StateDict], config: Optional[dic
         cfg_file = Path(checkpoint) / "config.json" if not isinstance(checkpoint, dict) else None
         if cfg_file is None or not cfg_file.is_file():
             raise ConfigError(f"{source}: no config given and no config.json next to the weights")
-        config = json.loads(cfg_file.read_text())
+        try:
+            config = json.loads(cfg_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"{cfg_file}: not valid JSON ({e})") from None
     cfg = t2v_config_from_official(config)
+    state = read_state_dict(checkpoint)
+    mapped, extras, unexpected = t2v_state_dict_from_official(state, source)
     model = Latte(cfg)
-    mapped, extras, unexpected = t2v_state_dict_from_official(read_state_dict(checkpoint), source)
-    _strict_fill(model, mapped, unexpected, source)
+    _load_strict(model, {**mapped, **{k: state[k] for k in unexpected}}, source)
     return OfficialLatteT2V(model.eval(), extras)
 
 

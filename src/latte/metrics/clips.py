@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 __all__ = ["VideoEntry", "scan_videos", "tensor_videos", "select_clips", "selection_digest", "ClipDataset",
-           "extract_features"]
+           "extract_features", "codec_path", "center_crop_resize_uint8", "RESIZE_KERNELS"]
 
 
 @dataclass
@@ -32,6 +32,7 @@ class VideoEntry:
     num_frames: int
     read: Callable[[list[int]], np.ndarray]
     meta: dict = field(default_factory=dict)
+    source: str = "tensor"  # how frames are decoded: "video" (PyAV/FFmpeg), "frames" (PIL images), "tensor"
 
 
 def _read_sidecar(path: Path) -> dict:
@@ -58,12 +59,12 @@ def scan_videos(root: str | Path) -> list[VideoEntry]:
         if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
             count = probe_video(path).num_frames
             entries.append(VideoEntry(path.name, count, lambda idx, p=path: read_video_frames(p, idx),
-                                      _read_sidecar(path)))
+                                      _read_sidecar(path), source=f"video{path.suffix.lower()}"))
         elif path.is_dir():
             frames = list_frame_images(path)
             if frames:
                 entries.append(VideoEntry(path.name, len(frames), lambda idx, f=frames: read_image_frames(f, idx),
-                                          _read_sidecar(path)))
+                                          _read_sidecar(path), source=f"frames{frames[0].suffix.lower()}"))
     if not entries:
         raise ValueError(f"{root}: no videos found (expected video files such as .mp4, or frame folders "
                          f"root/<video>/<frame>.png)")
@@ -101,17 +102,64 @@ def selection_digest(entries: list[VideoEntry], clips: list[tuple[int, int]]) ->
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def codec_path(entries: list[VideoEntry]) -> dict:
+    """How the frames of ``entries`` reach the detector before any resize: counts per source kind (``video.mp4``,
+    ``frames.jpg``, ``tensor``) and the decoder library versions (recorded in ``eval.json``)."""
+    import PIL
+
+    counts: dict[str, int] = {}
+    for entry in entries:
+        counts[entry.source] = counts.get(entry.source, 0) + 1
+    record: dict = {"sources": counts}
+    if any(k.startswith("video") for k in counts):
+        import av
+
+        codec = ".".join(str(v) for v in av.library_versions.get("libavcodec", ()))
+        record["video_decoder"] = f"PyAV {av.__version__} (libavcodec {codec}), rgb24, every frame in order"
+    if any(k.startswith("frames") for k in counts):
+        record["image_decoder"] = f"Pillow {PIL.__version__}, converted to RGB"
+    return record
+
+
+RESIZE_KERNELS = ("lanczos", "bilinear-antialias")
+
+
+def center_crop_resize_uint8(frames: np.ndarray, size: int, kernel: str = "lanczos") -> np.ndarray:
+    """uint8 ``(T, H, W, 3)`` -> ``(T, size, size, 3)``: the centred ``min(H, W)`` square, resized. Same geometry as
+    resizing the short side to ``size`` and centre-cropping (Latte's ``convert_videos_to_frames``: centre crop, then
+    PIL LANCZOS), so a 320x240 UCF-101 video is not squashed. ``kernel``: ``lanczos`` (PIL, the reference) or
+    ``bilinear-antialias`` (torch)."""
+    t, h, w, _ = frames.shape
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = frames[:, top:top + side, left:left + side]
+    if side == size:
+        return np.ascontiguousarray(square)
+    if kernel == "lanczos":
+        from PIL import Image
+
+        return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.LANCZOS)) for f in square])
+    if kernel == "bilinear-antialias":
+        import torch.nn.functional as F
+
+        x = torch.from_numpy(np.ascontiguousarray(square)).permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    raise ValueError(f"unknown resize kernel {kernel!r}; choose {', '.join(RESIZE_KERNELS)}")
+
+
 class ClipDataset(torch.utils.data.Dataset):
     """Clip ``k`` = frames ``start, start + stride, ...`` of its video as uint8 ``(3, T, H, W)``.
 
-    ``resolution``: centre-crop to a square and resize to ``resolution`` (antialiased bilinear, like Latte's
-    frame converter's crop + LANCZOS) — None keeps the frames as they are.
+    ``resolution``: centre-crop to a square and resize to ``resolution`` with ``kernel``
+    (:func:`center_crop_resize_uint8`) — None keeps the frames as they are (the detector then resizes them to its
+    input size without cropping, which distorts non-square videos).
     """
 
     def __init__(self, entries: list[VideoEntry], clips: list[tuple[int, int]], num_frames: int, stride: int,
-                 resolution: int | None = None):
+                 resolution: int | None = None, kernel: str = "lanczos"):
         self.entries, self.clips = entries, clips
-        self.num_frames, self.stride, self.resolution = num_frames, stride, resolution
+        self.num_frames, self.stride, self.resolution, self.kernel = num_frames, stride, resolution, kernel
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -119,13 +167,9 @@ class ClipDataset(torch.utils.data.Dataset):
     def __getitem__(self, k: int) -> torch.Tensor:
         video, start = self.clips[k]
         frames = self.entries[video].read([start + j * self.stride for j in range(self.num_frames)])
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (3, T, H, W)
-        if self.resolution is not None and x.shape[-2:] != (self.resolution, self.resolution):
-            from latte.data.transforms import center_crop_resize
-
-            resized = center_crop_resize(x.permute(1, 0, 2, 3).float() / 255.0, self.resolution, antialias=True)
-            x = (resized.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 0, 2, 3)
-        return x
+        if self.resolution is not None and frames.shape[1:3] != (self.resolution, self.resolution):
+            frames = center_crop_resize_uint8(frames, self.resolution, self.kernel)
+        return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (3, T, H, W)
 
 
 def _distributed() -> tuple[int, int]:

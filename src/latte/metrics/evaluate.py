@@ -9,13 +9,14 @@ import datetime
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Literal, Optional, Union
 
 import numpy as np
 import torch
 
 from latte.config import ConfigError, option, to_dict
-from latte.metrics.clips import ClipDataset, VideoEntry, extract_features, scan_videos, select_clips, selection_digest
+from latte.metrics.clips import (ClipDataset, VideoEntry, codec_path, extract_features, scan_videos, select_clips,
+                                 selection_digest)
 from latte.metrics.frechet import frechet_distance
 from latte.metrics.stats import FeatureStats, load_stats, save_stats
 
@@ -24,11 +25,14 @@ __all__ = ["METRICS", "PRESETS", "EvalSettings", "make_settings", "evaluate", "f
 METRICS = ("fvd", "fid", "is", "synthetic-fvd", "attribute-accuracy", "temporal")
 PRESETS = {
     # StyleGAN-V / Latte fvd2048_16f; Latte reads real clips with stride 3 (its training frame_interval)
-    "fvd2048_16f": {"num_real": 2048, "num_fake": 2048, "num_frames": 16, "real_stride": 3, "fake_stride": 1},
+    # frames: centre crop + resize to 256 (LANCZOS), as Latte's convert_videos_to_frames before the detectors
+    "fvd2048_16f": {"num_real": 2048, "num_fake": 2048, "num_frames": 16, "real_stride": 3, "fake_stride": 1,
+                    "resolution": 256, "resize_kernel": "lanczos"},
     "fvd2048_16f_taichi": {"num_real": 2048, "num_fake": 2048, "num_frames": 16, "real_stride": 6,
-                           "fake_stride": 1},
+                           "fake_stride": 1, "resolution": 256, "resize_kernel": "lanczos"},
     # Latte's isv2048_ucf: 2048 generated 16-frame clips, 10 splits
-    "isv2048_ucf": {"num_fake": 2048, "num_frames": 16, "fake_stride": 1, "is_splits": 10},
+    "isv2048_ucf": {"num_fake": 2048, "num_frames": 16, "fake_stride": 1, "is_splits": 10, "resolution": 256,
+                    "resize_kernel": "lanczos"},
 }
 
 Source = Union[str, Path, list]  # a folder, "synthetic", or a list of VideoEntry (latte.metrics.clips)
@@ -45,8 +49,13 @@ class EvalSettings:
     real_stride: int = option(3, "temporal stride of real clips (Latte: 3; 6 for Taichi)")
     fake_stride: int = option(1, "temporal stride of generated clips")
     seed: int = option(0, "seed of the video subset and the real clips' random start frames")
-    resolution: Optional[int] = option(None, "centre-crop and resize frames to this side first (Latte: 256); "
-                                             "null keeps them (the detectors resize internally)")
+    resolution: Optional[int] = option(None, "centre-crop to a square and resize frames to this side first (the "
+                                             "presets: 256, as Latte's frame converter, so non-square videos such "
+                                             "as UCF-101's 320x240 are cropped, not squashed); null keeps them (the "
+                                             "detectors then resize to their input size without cropping)", min=1)
+    resize_kernel: Literal["lanczos", "bilinear-antialias"] = option(
+        "lanczos", "kernel of that resize: 'lanczos' (PIL, the reference converter) or 'bilinear-antialias' "
+                   "(torch)")
     batch_size: int = option(8, "clips per detector batch")
     num_workers: int = option(0, "DataLoader worker processes for decoding")
     device: str = option("cpu", "torch device of the detectors")
@@ -110,12 +119,17 @@ class _Side:
     def __init__(self, name: str, entries: list[VideoEntry], clips: list[tuple[int, int]], stride: int,
                  settings: EvalSettings, random_offset: bool):
         self.name, self.entries, self.clips = name, entries, clips
-        self.dataset = ClipDataset(entries, clips, settings.num_frames, stride, settings.resolution)
+        self.dataset = ClipDataset(entries, clips, settings.num_frames, stride, settings.resolution,
+                                   settings.resize_kernel)
         self.settings = settings
         self.features: dict[str, np.ndarray] = {}
         self.record = {"source": name, "videos_found": len(entries), "clips": len(clips),
                        "frames": settings.num_frames, "stride": stride, "random_offset": random_offset,
                        "seed": settings.seed, "resolution": settings.resolution,
+                       "resize": ({"size": settings.resolution, "kernel": settings.resize_kernel,
+                                   "crop": "centred min(H, W) square, then resize"}
+                                  if settings.resolution else None),
+                       "codec_path": codec_path(entries),
                        "selection_sha256": selection_digest(entries, clips)}
 
     def features_of(self, key: str, detector) -> np.ndarray:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from latte.io import InputError
+
 __all__ = ["FeatureStats", "save_stats", "load_stats"]
 
 
@@ -76,8 +78,14 @@ def load_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray, int, dict]:
     """Read ``(mu, sigma, n, protocol)`` from a ``.npz`` (a pytorch-fid file without ``n``/``protocol`` works too)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"statistics file not found: {path}")
-    with np.load(path, allow_pickle=False) as f:
+        raise InputError(f"statistics file not found: {path}")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(f"{path}: not a readable statistics .npz ({e})") from None
+    if not hasattr(archive, "files"):
+        raise InputError(f"{path}: a single array, expected an .npz with 'mu' and 'sigma'")
+    with archive as f:
         missing = [k for k in ("mu", "sigma") if k not in f.files]
         if missing:
             raise ValueError(f"{path}: missing keys {missing}; expected an .npz with 'mu' and 'sigma'")

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latte.config import ConfigError, option
+from latte.io import InputError
 from latte.data.config import SyntheticConfig
 
 __all__ = ["ClassifierTrainConfig", "VideoAttributeClassifier", "ClassifierDetector", "build_classifier",
@@ -216,21 +217,22 @@ def save_classifier(model: VideoAttributeClassifier, cfg: ClassifierTrainConfig,
 
 def load_classifier(path: str | Path) -> tuple[ClassifierDetector, dict]:
     """``(detector, meta)`` from a folder written by :func:`save_classifier` (or its ``classifier.json``)."""
-    from safetensors.torch import load_file
-
     from latte.config import from_dict
-    from latte.metrics.networks.weights import file_sha256, load_state_dict_exact
+    from latte.metrics.networks.weights import file_sha256, load_detector_state
 
     folder = Path(path)
     folder = folder.parent if folder.name == "classifier.json" else folder
     meta_path, weights = folder / "classifier.json", folder / "classifier.safetensors"
     if not meta_path.is_file() or not weights.is_file():
-        raise FileNotFoundError(f"{folder}: expected classifier.json and classifier.safetensors (train one with "
-                                f"`latte train-classifier --out {folder}`)")
-    meta = json.loads(meta_path.read_text())
+        raise InputError(f"{folder}: expected classifier.json and classifier.safetensors (train one with "
+                         f"`latte train-classifier --out {folder}`)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{meta_path}: not valid JSON ({e})") from None
     meta["train_config_obj"] = from_dict(ClassifierTrainConfig, meta["train_config"])
     model = VideoAttributeClassifier(meta["heads"], meta["size"], meta["width"], meta["feature_dim"])
-    load_state_dict_exact(model, load_file(str(weights)), str(weights))
+    load_detector_state(model, weights)
     identity = {"network": "synthetic_classifier", "path": str(folder), "sha256": file_sha256(weights)}
     return ClassifierDetector(model, identity), meta
 

@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from latte.config import ConfigError, option
+from latte.config import ConfigError, check_ranges, option
 
 VARIANTS = ("interleaved", "late_fusion", "factorized_attention", "factorized_heads")
 
@@ -15,15 +15,15 @@ class LatteConfig:
     """Every architectural choice of the paper's design space (``spec_latte_paper.md``) as one field."""
 
     input_size: int = option(32, "latent height/width the model is built for (image_size // 8 for the SD VAE); "
-                                 "other sizes work at run time, sin-cos tables are computed for the actual grid")
-    num_frames: int = option(16, "video frames the model is built for; other frame counts work at run time")
-    in_channels: int = option(4, "latent channels C of the input (B, C, F, H, W)")
-    patch_size: int = option(2, "spatial patch size p (Latte-X/p)")
-    hidden_size: int = option(1152, "transformer width D")
+                                 "other sizes work at run time, sin-cos tables are computed for the actual grid", min=1)
+    num_frames: int = option(16, "video frames the model is built for; other frame counts work at run time", min=1)
+    in_channels: int = option(4, "latent channels C of the input (B, C, F, H, W)", min=1)
+    patch_size: int = option(2, "spatial patch size p (Latte-X/p)", min=1)
+    hidden_size: int = option(1152, "transformer width D", min=4)
     depth: int = option(28, "number of blocks counted as the official table does (spatial + temporal blocks; "
-                            "variant 'factorized_attention' builds depth/2 blocks with two attentions each)")
-    num_heads: int = option(16, "attention heads (head dim = hidden_size / num_heads)")
-    mlp_ratio: float = option(4.0, "MLP hidden width as a multiple of hidden_size")
+                            "variant 'factorized_attention' builds depth/2 blocks with two attentions each)", min=1)
+    num_heads: int = option(16, "attention heads (head dim = hidden_size / num_heads)", min=1)
+    mlp_ratio: float = option(4.0, "MLP hidden width as a multiple of hidden_size", above=0)
     learn_sigma: bool = option(True, "predict the learned-range variance: output has 2*in_channels channels")
     variant: Literal["interleaved", "late_fusion", "factorized_attention", "factorized_heads"] = option(
         "interleaved", "block arrangement: 'interleaved' (variant 1, official: spatial/temporal blocks alternate), "
@@ -32,7 +32,7 @@ class LatteConfig:
                        "(variant 4: half the heads spatial, half temporal)")
     patch_embedding: Literal["frame", "tubelet"] = option(
         "frame", "'frame': per-frame p×p patches (official); 'tubelet': 3-D patches spanning tubelet_size frames")
-    tubelet_size: int = option(2, "frames per tubelet (patch_embedding='tubelet' only); num_frames must divide")
+    tubelet_size: int = option(2, "frames per tubelet (patch_embedding='tubelet' only); num_frames must divide", min=1)
     injection: Literal["adaln", "tokens"] = option(
         "adaln", "how timestep/class enter the blocks: 'adaln' (S-AdaLN / adaLN-Zero, official) or 'tokens' "
                  "(extra tokens prepended to every attention sequence)")
@@ -45,10 +45,11 @@ class LatteConfig:
     conditioning: Literal["none", "class", "text"] = option(
         "none", "'none' (unconditional), 'class' (label embedding + null class for CFG) or 'text' "
                 "(cross-attention to text-encoder features in the spatial attentions)")
-    num_classes: int = option(0, "number of classes (conditioning='class'); the null class id is num_classes")
+    num_classes: int = option(0, "number of classes (conditioning='class'); the null class id is num_classes", min=0)
     class_dropout_prob: float = option(0.1, "training-time probability of replacing a label by the null class; "
-                                            "> 0 adds the null row to the embedding table (official)")
-    text_dim: int = option(4096, "feature size of the text encoder's hidden states (T5-XXL 4096, MiniLM 384)")
+                                            "> 0 adds the null row to the embedding table (official)",
+                                       min=0.0, below=1.0)
+    text_dim: int = option(4096, "feature size of the text encoder's hidden states (T5-XXL 4096, MiniLM 384)", min=1)
     text_adaln: bool = option(
         False, "text models: also add the caption's mean-pooled projected features to the adaLN conditioning "
                "(timestep) vector, so every block, temporal ones included, sees the caption (as the official "
@@ -56,7 +57,7 @@ class LatteConfig:
                "as the official text-to-video model")
     pe_base_size: Optional[int] = option(
         None, "spatial sin-cos positions: null = integer patch indices (Latte/MAE, extends to larger grids); "
-              "an int = positions rescaled so the grid always spans this many patches (PixArt / Latte-T2V)")
+              "an int = positions rescaled so the grid always spans this many patches (PixArt / Latte-T2V)", min=1)
     attention_backend: Literal["auto", "sdpa", "math"] = option(
         "auto", "'sdpa' = torch scaled_dot_product_attention (fused kernels); 'math' = explicit softmax, as the "
                 "official code (the benchmark baseline); 'auto' = sdpa, except bf16/fp16 on CPU where the explicit "
@@ -73,6 +74,10 @@ class LatteConfig:
         return self.hidden_size // self.num_heads
 
     def validate(self) -> None:
+        check_ranges(self, "model.")
+        if self.input_size % self.patch_size:
+            raise ConfigError(f"model.input_size ({self.input_size}) must be divisible by model.patch_size "
+                              f"({self.patch_size})")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"model.hidden_size ({self.hidden_size}) must be divisible by model.num_heads "
                               f"({self.num_heads})")
@@ -88,8 +93,6 @@ class LatteConfig:
                               f"({self.tubelet_size})")
         if self.conditioning == "class" and self.num_classes < 1:
             raise ConfigError("model.num_classes must be >= 1 when model.conditioning is 'class'")
-        if not 0.0 <= self.class_dropout_prob < 1.0:
-            raise ConfigError("model.class_dropout_prob must be in [0, 1)")
         if self.text_adaln and self.conditioning != "text":
             raise ConfigError("model.text_adaln needs model.conditioning 'text'")
         if self.hidden_size % 4:

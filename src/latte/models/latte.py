@@ -27,6 +27,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from latte.config import from_dict, to_dict
+from latte.io import InputError, load_state_dict_strict, read_state_dict
 from latte.models.config import LatteConfig
 from latte.models.layers import Mlp, apply_rope, attend, rope_tables, timestep_embedding
 
@@ -563,18 +564,19 @@ class Latte(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device="cpu", **overrides) -> "Latte":
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         cfg_path, weights = directory / "config.json", directory / "model.safetensors"
         for pth in (cfg_path, weights):
             if not pth.is_file():
-                raise FileNotFoundError(f"{pth} not found: a Latte model folder holds config.json and "
-                                        "model.safetensors (written by Latte.save_pretrained)")
-        data = json.loads(cfg_path.read_text())
-        data.update(overrides)
-        model = cls(from_dict(LatteConfig, data))
-        model.load_state_dict(load_file(str(weights), device=str(device)))
+                raise InputError(f"{pth} not found: a Latte model folder holds config.json and "
+                                 "model.safetensors (written by Latte.save_pretrained)")
+        try:
+            data = {**json.loads(cfg_path.read_text()), **overrides}
+            config = from_dict(LatteConfig, data)
+        except (ValueError, UnicodeDecodeError, TypeError) as e:  # JSONDecodeError, ConfigError
+            raise InputError(f"{cfg_path}: not a Latte model config ({e})") from None
+        model = cls(config)
+        load_state_dict_strict(model, read_state_dict(weights), str(weights))
         return model.to(device)
 
 

@@ -2,18 +2,19 @@
 sidecar per video.
 
 The sidecar is written last (atomically), so its presence marks a finished video; :func:`is_done` uses that to
-resume an interrupted run.
+resume an interrupted run. A full disk or a read-only folder is an :class:`latte.io.OutputError` naming the file
+or folder.
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Sequence, Union
 
 import numpy as np
 
+from latte.io import atomic_write_text, ensure_writable_dir, writing
 from latte.sampling.pipeline import SampleOutput
 
 __all__ = ["FORMATS", "save_videos", "video_stem", "is_done", "parse_formats"]
@@ -42,12 +43,6 @@ def is_done(out_dir: Union[str, Path], index: int, formats: Sequence[str]) -> bo
                                                         for f in formats)
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
 def save_videos(output: SampleOutput, out_dir: Union[str, Path], formats: Sequence[str] = ("mp4",),
                 fps: float = 8) -> list[Path]:
     """Write every video of ``output`` (uint8 ``(N, F, H, W, 3)``) and its JSON sidecar; returns the sidecars.
@@ -61,22 +56,22 @@ def save_videos(output: SampleOutput, out_dir: Union[str, Path], formats: Sequen
     videos = output.videos
     if not isinstance(videos, np.ndarray) or videos.dtype != np.uint8 or videos.ndim != 5:
         raise ValueError("save_videos needs uint8 videos (N, F, H, W, 3): call the pipeline with output_type='uint8'")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = ensure_writable_dir(out_dir)
     sidecars = []
     for frames, record in zip(videos, output.records):
         stem = video_stem(record["index"])
         files = {}
         for fmt in formats:
             path = out_dir / f"{stem}{FORMATS[fmt]}"
-            if fmt == "mp4":
-                write_mp4(path, frames, fps=fps)
-            elif fmt == "gif":
-                write_gif(path, frames, fps=fps)
-            else:
-                write_png_grid(path, frames, nrow=math.ceil(math.sqrt(len(frames))))
+            with writing(path):  # disk full / read-only: "no space left writing <file>", not a codec traceback
+                if fmt == "mp4":
+                    write_mp4(path, frames, fps=fps)
+                elif fmt == "gif":
+                    write_gif(path, frames, fps=fps)
+                else:
+                    write_png_grid(path, frames, nrow=math.ceil(math.sqrt(len(frames))))
             files[fmt] = path.name
-        sidecar = out_dir / f"{stem}.json"
-        _write_json_atomic(sidecar, {**record, "fps": fps, "files": files})
+        sidecar = out_dir / f"{stem}.json"  # written last, atomically: it marks the video as finished
+        atomic_write_text(sidecar, json.dumps({**record, "fps": fps, "files": files}, indent=2, default=str) + "\n")
         sidecars.append(sidecar)
     return sidecars

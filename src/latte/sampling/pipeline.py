@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal, Optional, Sequence, Union
@@ -249,6 +250,11 @@ class LattePipeline:
         sampler = sampler or self.defaults.sampler
         check_sampler(sampler)
         cfg_scale = self.defaults.cfg_scale if cfg_scale is None else float(cfg_scale)
+        if not math.isfinite(cfg_scale) or cfg_scale < 0:
+            raise ValueError(f"cfg_scale: expected a finite number >= 0 (1 disables guidance), got {cfg_scale}")
+        for name, value in (("steps", steps), ("frames", frames), ("height", height), ("width", width)):
+            if value is not None and int(value) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {value}")
         if cfg_scale > 1.0 and self.conditioning == "none":
             raise ValueError("cfg_scale > 1 needs a class- or text-conditional model; this one is unconditional")
         if cfg_scale > 1.0 and self.conditioning == "class" and cfg.class_dropout_prob <= 0:

@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 
 from tqdm.auto import tqdm
 
+from latte.io import ensure_writable_dir
 from latte.sampling.outputs import is_done, parse_formats, save_videos
 
 __all__ = ["SampleJob", "run_job", "read_prompts"]
@@ -52,6 +53,7 @@ def read_prompts(path: str) -> list[str]:
 def run_job(pipe, job: SampleJob, rank: int = 0, world_size: int = 1, progress: bool = True) -> dict:
     """Make this rank's share of the job's videos; returns ``{"made": [...], "skipped": [...], "seconds": s}``."""
     formats = parse_formats(job.formats)
+    ensure_writable_dir(job.out_dir)  # "cannot write to <dir>" now, not after the first video
     mine = [i for i in range(job.num_videos) if i % world_size == rank]
     pending = [i for i in mine if not is_done(job.out_dir, i, formats)]
     skipped = sorted(set(mine) - set(pending))

@@ -15,6 +15,7 @@ import numpy as np
 from latte.config import ConfigError
 from latte.diffusion import PREDICTION_TYPES
 from latte.encoders import AutoencoderConfig, TextEncoderConfig
+from latte.io import InputError, load_json_mapping, load_yaml_mapping
 from latte.models import Latte
 
 PathLike = Union[str, Path]
@@ -96,7 +97,11 @@ def read_class_names(ckpt_dir: Path, run_config) -> Optional[list[str]]:
     for folder in (ckpt_dir, ckpt_dir.parent.parent, ckpt_dir.parent):
         f = folder / "class_names.json"
         if f.is_file():
-            data = json.loads(f.read_text())
+            try:
+                data = json.loads(f.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise InputError(f"{f}: not valid JSON ({e}); expected a list of class names or {{name: id}}") \
+                    from None
             if isinstance(data, dict):
                 names = [None] * len(data)
                 for name, idx in data.items():
@@ -109,8 +114,6 @@ def read_class_names(ckpt_dir: Path, run_config) -> Optional[list[str]]:
 
 def load_run(path: PathLike, ema: bool = True) -> Parts:
     """Parts of a training run: its latest checkpoint (or the given one), EMA weights by default."""
-    import yaml
-
     from latte.diffusion.gaussian import beta_schedule
     from latte.training.config import run_config_from_dict
 
@@ -119,7 +122,10 @@ def load_run(path: PathLike, ema: bool = True) -> Parts:
     which = "ema" if ema else "model"
     if not (ckpt / which / "config.json").is_file():
         raise FileNotFoundError(f"{ckpt}: no {which}/ weights folder (written by the trainer)")
-    run = run_config_from_dict(yaml.safe_load((ckpt / "run_config.yaml").read_text()))
+    try:
+        run = run_config_from_dict(load_yaml_mapping(ckpt / "run_config.yaml", "run config"))
+    except ConfigError as e:
+        raise ConfigError(f"{ckpt / 'run_config.yaml'}: {e}") from None
     model = Latte.from_pretrained(ckpt / which)
     cond = model.config.conditioning
     betas = beta_schedule(run.diffusion.noise_schedule, run.diffusion.diffusion_steps)
@@ -158,7 +164,7 @@ def vae_config_for(path: PathLike, chunk_size: Optional[int] = None) -> Autoenco
                                     "config.json + diffusion_pytorch_model.safetensors)")
     kind = "sd_vae"
     if folder.is_dir():
-        cls = json.loads((folder / "config.json").read_text()).get("_class_name", "AutoencoderKL")
+        cls = load_json_mapping(folder / "config.json", "VAE config").get("_class_name", "AutoencoderKL")
         kind = "temporal_decoder" if cls == "AutoencoderKLTemporalDecoder" else "sd_vae"
     return AutoencoderConfig(kind=kind, path=str(path), subfolder=sub, chunk_size=chunk_size, sample_posterior=False)
 
@@ -173,7 +179,7 @@ def text_encoder_config_for(path: PathLike, max_length: Optional[int] = None) ->
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{path}: no text encoder found (expected config.json, or text_encoder/ and "
                                 "tokenizer/ subfolders)")
-    model_type = json.loads(cfg_file.read_text()).get("model_type", "")
+    model_type = load_json_mapping(cfg_file, "text encoder config").get("model_type", "")
     kind = {"t5": "t5", "umt5": "t5", "clip_text_model": "clip", "clip": "clip"}.get(model_type, "minilm")
     return TextEncoderConfig(kind=kind, path=str(path), max_length=max_length)
 
@@ -272,7 +278,7 @@ def load_diffusers(folder: PathLike, vae: Optional[PathLike] = None,
     parts = _t2v_parts(folder / "transformer", None, {"checkpoint": str(folder), "format": "diffusers"})
     sched_file = folder / "scheduler" / "scheduler_config.json"
     if sched_file.is_file():
-        sched = json.loads(sched_file.read_text())
+        sched = load_json_mapping(sched_file, "scheduler config")
         parts.betas = betas_from_scheduler_config(sched)
         parts.prediction_type = sched.get("prediction_type", "epsilon")
         if parts.prediction_type not in PREDICTION_TYPES:
@@ -301,7 +307,7 @@ def detect_source(path: PathLike) -> str:
         return "diffusers"
     cfg = path / "config.json"
     if cfg.is_file():
-        data = json.loads(cfg.read_text())
+        data = load_json_mapping(cfg, "model config")
         if data.get("_class_name") in ("LatteTransformer3DModel", "LatteT2V"):
             return "official"
         if (path / "model.safetensors").is_file():

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from latte.metrics.networks.resize import resize_bilinear
-from latte.metrics.networks.weights import Detector, file_sha256, load_state_dict_exact, open_weights
+from latte.io import InputError, WeightsError
+from latte.metrics.networks.weights import Detector, file_sha256, load_detector_state, open_weights
 
 __all__ = ["C3D", "C3DDetector", "load_c3d", "C3D_LAYERS"]
 
@@ -81,14 +82,25 @@ class C3DDetector(Detector):
 def c3d_state_from_npz(path: str | Path) -> dict[str, torch.Tensor]:
     """Chainer names (``conv1a/W``, ``fc8/b``) → PyTorch names (``conv1a.weight``, ``fc8.bias``)."""
     suffix = {"W": "weight", "b": "bias"}
-    with np.load(path, allow_pickle=False) as f:
+    with _open_npz(path, "C3D weights") as f:
         state = {}
         for key in f.files:
             layer, _, param = key.rpartition("/")
             if param not in suffix:
-                raise ValueError(f"{path}: unexpected array {key!r}; expected 'layer/W' or 'layer/b' names")
+                raise WeightsError(f"{path}: unexpected array {key!r}; expected 'layer/W' or 'layer/b' names")
             state[f"{layer.strip('/').replace('/', '.')}.{suffix[param]}"] = torch.from_numpy(np.array(f[key]))
     return state
+
+
+def _open_npz(path: str | Path, what: str):
+    """``np.load`` of an ``.npz`` without pickles; a corrupt or hostile file is a ``WeightsError`` naming it."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise WeightsError(f"{path}: not a readable .npz of {what} ({e})") from None
+    if not hasattr(data, "files"):
+        raise WeightsError(f"{path}: a single array, expected an .npz archive of {what}")
+    return data
 
 
 def load_c3d(path: str | Path, mean_path: str | Path | None = None) -> C3DDetector:
@@ -98,11 +110,13 @@ def load_c3d(path: str | Path, mean_path: str | Path | None = None) -> C3DDetect
     if scripted is not None:
         return C3DDetector(scripted, identity, torchscript=True)
     model = C3D()
-    load_state_dict_exact(model, c3d_state_from_npz(path), str(path))
+    load_detector_state(model, path, c3d_state_from_npz(path))
     mean_path = Path(mean_path) if mean_path else path.with_name("mean2.npz")
     if not mean_path.is_file():
-        raise FileNotFoundError(f"C3D mean file not found: {mean_path} (TGANv2's mean2.npz)")
-    with np.load(mean_path, allow_pickle=False) as f:
+        raise InputError(f"C3D mean file not found: {mean_path} (TGANv2's mean2.npz)")
+    with _open_npz(mean_path, "the C3D mean") as f:
+        if not f.files:
+            raise InputError(f"{mean_path}: empty .npz, expected the C3D mean array")
         model.set_mean(f["mean"] if "mean" in f.files else f[f.files[0]])
     identity.update(format="chainer_npz", mean_path=str(mean_path), mean_sha256=file_sha256(mean_path))
     return C3DDetector(model.eval(), identity)

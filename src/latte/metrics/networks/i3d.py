@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latte.metrics.networks.resize import resize_bilinear
-from latte.metrics.networks.weights import Detector, load_state_dict_exact, open_weights, read_state_dict
+from latte.metrics.networks.weights import Detector, load_detector_state, open_weights
 
 __all__ = ["InceptionI3d", "I3DDetector", "load_i3d", "INCEPTION_CHANNELS"]
 
@@ -164,5 +164,5 @@ def load_i3d(path: str | Path) -> I3DDetector:
     if scripted is not None:
         return I3DDetector(scripted, identity, torchscript=True)
     model = InceptionI3d()
-    load_state_dict_exact(model, read_state_dict(path), str(path))
+    load_detector_state(model, path)
     return I3DDetector(model.eval(), {**identity, "format": "state_dict"})

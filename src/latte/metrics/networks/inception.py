@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latte.metrics.networks.weights import Detector, load_state_dict_exact, open_weights, read_state_dict
+from latte.metrics.networks.weights import Detector, load_detector_state, open_weights
 
 __all__ = ["FIDInceptionV3", "InceptionFrameDetector", "load_inception"]
 
@@ -190,5 +190,5 @@ def load_inception(path: str | Path) -> InceptionFrameDetector:
     if scripted is not None:
         return InceptionFrameDetector(scripted, identity, torchscript=True)
     model = FIDInceptionV3()
-    load_state_dict_exact(model, read_state_dict(path), str(path))
+    load_detector_state(model, path)
     return InceptionFrameDetector(model.eval(), {**identity, "format": "state_dict"})

@@ -1,4 +1,5 @@
-"""Helpers shared by the weight loaders: file hashing, TorchScript detection and exact state-dict loading."""
+"""Helpers shared by the detector weight loaders: file hashing, TorchScript detection, exact state-dict loading
+(through :mod:`latte.io`, so every bad file is a ``WeightsError`` naming it)."""
 from __future__ import annotations
 
 import hashlib
@@ -8,8 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["Detector", "file_sha256", "is_torchscript_archive", "load_state_dict_exact", "open_weights",
-           "read_state_dict"]
+from latte.io import WeightsError, load_state_dict_strict, read_state_dict
+
+__all__ = ["Detector", "file_sha256", "is_torchscript_archive", "load_detector_state", "open_weights"]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -28,39 +30,12 @@ def is_torchscript_archive(path: str | Path) -> bool:
         return any("/code/" in name or name.startswith("code/") for name in z.namelist())
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A plain state dict from a ``.pt``/``.pth`` file (``weights_only=True``; a ``{'state_dict': ...}`` wrapper
-    is unwrapped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(data, dict) and "state_dict" in data and isinstance(data["state_dict"], dict):
-        data = data["state_dict"]
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise ValueError(f"{path}: expected a state dict (name -> tensor)")
-    return dict(data)
-
-
-def load_state_dict_exact(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``module`` requiring every key and shape to match; BatchNorm ``num_batches_tracked``
-    (absent from weight files converted from TF) is the only key allowed to be missing or extra."""
-    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    expected = {k: v.shape for k, v in module.state_dict().items() if not k.endswith("num_batches_tracked")}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k]))
-    if missing or unexpected or wrong:
-        details = []
-        if missing:
-            details.append(f"missing {len(missing)} keys (e.g. {missing[:3]})")
-        if unexpected:
-            details.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
-        if wrong:
-            details.append("wrong shapes: " + ", ".join(f"{k} {tuple(state[k].shape)} != {tuple(expected[k])}"
-                                                        for k in wrong[:3]))
-        raise ValueError(f"{source}: not a {type(module).__name__} state dict: " + "; ".join(details))
-    module.load_state_dict(state, strict=False)
+def load_detector_state(module: nn.Module, path: str | Path, state: dict[str, torch.Tensor] | None = None) -> None:
+    """Load the state dict in ``path`` (or ``state`` read from it) into ``module``, every key and shape exact;
+    BatchNorm ``num_batches_tracked`` (absent from weight files converted from TF) may be missing or extra.
+    Errors are :class:`latte.io.WeightsError` naming the file."""
+    load_state_dict_strict(module, read_state_dict(path) if state is None else state, str(path),
+                           ignore_suffixes=("num_batches_tracked",))
 
 
 class Detector(nn.Module):
@@ -86,8 +61,13 @@ def open_weights(path: str | Path, network: str, label: str, expected: str):
     file is a ``torch.jit`` archive, else None (the caller builds our module and loads the state dict)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{label} weights not found: {path} (expected {expected}; see docs/eval.md)")
+        raise WeightsError(f"{label} weights not found: {path} (expected {expected}; see docs/eval.md)")
     identity = {"network": network, "path": str(path), "sha256": file_sha256(path)}
     if is_torchscript_archive(path):
-        return {**identity, "format": "torchscript"}, torch.jit.load(str(path), map_location="cpu").eval()
+        try:
+            scripted = torch.jit.load(str(path), map_location="cpu").eval()
+        except (RuntimeError, OSError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise WeightsError(f"{path}: not a loadable TorchScript {label} archive ({first})") from None
+        return {**identity, "format": "torchscript"}, scripted
     return identity, None
