@@ -8,9 +8,9 @@ import torch
 from latte.cli import main
 from latte.config import from_dict
 from latte.metrics.frechet import frechet_distance_from_features
-from latte.metrics.synthetic import (ClassifierTrainConfig, attribute_accuracy, load_classifier, parse_caption,
-                                     requested_attributes, save_classifier, synthetic_real_videos,
-                                     temporal_consistency, train_classifier)
+from latte.metrics.synthetic import (ClassifierTrainConfig, attribute_accuracy, every_frame_check, frame_attributes,
+                                     load_classifier, parse_caption, read_video_folder, requested_attributes,
+                                     save_classifier, synthetic_real_videos, temporal_consistency, train_classifier)
 
 TINY = {"synthetic": {"shapes": ["circle", "square"], "colors": ["red", "blue"], "speeds": ["fast"]},
         "num_frames": 8, "size": 24, "num_videos": 256, "val_videos": 64, "steps": 600, "batch_size": 16,
@@ -108,3 +108,77 @@ def test_eval_cli_on_sample_folders(classifier_dir, tmp_path, capsys):
     assert result["settings"]["num_fake"] == 40 and result["settings"]["seed"] == 0
     assert result["detectors"]["classifier"]["sha256"] and result["synthetic_real"][0]["clips"] == 40
     assert "synthetic_fvd_real_baseline" in capsys.readouterr().out
+
+
+def _clip(attrs: dict, seed: int, size: int = 24, scale: float = 0.45) -> torch.Tensor:
+    from latte.data.synthetic import render_clip
+
+    return torch.from_numpy(render_clip(dict(attrs, speed="fast"), 8, size, seed, object_scale=scale)).permute(3, 0, 1, 2)
+
+
+def test_per_frame_check_finds_real_clips_right_in_every_frame():
+    from latte.data.synthetic import SyntheticDataset, SyntheticSpec
+
+    for spec in (SyntheticSpec(shapes=("circle", "square", "triangle"), object_scale=0.4),  # the quickstart's
+                 SyntheticSpec(shapes=("circle", "square", "triangle", "ring", "cross"),
+                               colors=("red", "green", "blue", "yellow", "magenta", "cyan", "white"),
+                               background="noise")):
+        data = SyntheticDataset(spec, 24, 8, 32, seed=1, split="val")
+        videos = torch.stack([torch.from_numpy(data.render(i)).permute(3, 0, 1, 2) for i in range(24)])
+        frames = frame_attributes(videos, spec)
+        assert frames["color"].shape == frames["shape"].shape == (24, 8)
+        for i in range(24):
+            attrs = data.attributes(i)
+            assert set(frames["color"][i]) == {attrs["color"]} and set(frames["shape"][i]) == {attrs["shape"]}
+        assert frames["shape_iou"].min() > 0.75
+
+
+def test_every_frame_check_catches_colour_flicker_the_clip_classifier_misses(classifier_dir, tmp_path):
+    from latte.data.synthetic import caption_for
+    from latte.data.video_io import write_mp4
+
+    detector, meta = load_classifier(classifier_dir)
+    asked, videos = [], []
+    for i in range(16):
+        attrs = {"shape": ["circle", "square"][i % 2], "color": ["red", "blue"][i // 2 % 2],
+                 "direction": ["left", "right", "up", "down"][i // 4]}
+        other = "blue" if attrs["color"] == "red" else "red"
+        clean, swapped = _clip(attrs, seed=i), _clip(dict(attrs, color=other), seed=i)  # same path, other colour
+        spliced = clean.clone()
+        spliced[:, 1::4] = swapped[:, 1::4]  # 2 of 8 frames in the other colour: the majority stays right
+        videos += [clean, spliced]
+        asked += [{"caption": caption_for(attrs)}] * 2
+    videos = torch.stack(videos)
+    clean = every_frame_check(videos[0::2], asked[0::2], detector, meta)
+    assert clean["color_every_frame"] == clean["shape_every_frame"] == 1.0 and clean["flicker"] == 0.0
+    assert clean["every_frame_joint"] == clean["clip_joint"] >= 0.7
+    spliced = every_frame_check(videos[1::2], asked[1::2], detector, meta)
+    assert spliced["color_flicker"] == spliced["flicker"] == 1.0 and spliced["shape_flicker"] == 0.0
+    assert spliced["every_frame_joint"] == 0.0 and spliced["color_every_frame"] == 0.0
+    assert spliced["clip_joint"] >= 0.5  # the clip classifier alone calls most of them right
+    # the same numbers through the sample-folder reader (lossless mp4 + sidecars, as `latte sample` writes)
+    for i in range(8):
+        write_mp4(tmp_path / f"{i:04d}.mp4", videos[2 * i + 1].permute(1, 2, 3, 0).numpy(), crf=0)
+        (tmp_path / f"{i:04d}.json").write_text(json.dumps(asked[2 * i + 1]))
+    read, metas = read_video_folder(tmp_path)
+    assert read.shape == (8, 3, 8, 24, 24) and metas == asked[1:16:2]
+    assert every_frame_check(read, metas, detector, meta)["color_flicker"] == 1.0
+
+
+def test_every_frame_check_catches_shape_changes_and_vanishing_objects(classifier_dir):
+    detector, meta = load_classifier(classifier_dir)
+    spec = meta["train_config_obj"].synthetic.spec()
+    attrs = {"shape": "circle", "color": "red", "direction": "right"}
+    circle, square = _clip(attrs, seed=3), _clip(dict(attrs, shape="square"), seed=3)
+    morphing = circle.clone()
+    morphing[:, 4:] = square[:, 4:]
+    vanishing = circle.clone()
+    vanishing[:, 5] = 0
+    frames = frame_attributes(torch.stack([morphing, vanishing]), spec)
+    assert list(frames["shape"][0]) == ["circle"] * 4 + ["square"] * 4
+    assert set(frames["color"][0]) == {"red"} and frames["color"][1][5] == frames["shape"][1][5] == ""
+    result = every_frame_check(torch.stack([morphing, vanishing]), [{"attributes": attrs}] * 2, detector, meta)
+    assert result["shape_flicker"] == 1.0 and result["color_flicker"] == 0.5 and result["flicker"] == 1.0
+    assert result["every_frame_joint"] == 0.0 and result["num_videos"] == 2
+    with pytest.raises(ValueError, match="uint8 videos"):
+        frame_attributes(morphing.float()[None], spec)

@@ -9,7 +9,8 @@ their last checkpoint, so an interrupted quickstart continues where it stopped):
 4. ``cache``       VAE latents + MiniLM caption features of every training clip (``latte cache``);
 5. ``train``       a small text-conditioned Latte with CFG caption dropout and EMA (``latte train``);
 6. ``sample``      videos for training and held-out attribute combinations (mp4, GIF, PNG grids + sidecars);
-7. ``eval``        attribute accuracy, synthetic FVD vs the real-vs-real baseline, temporal consistency;
+7. ``eval``        attribute accuracy (per clip, and in every frame: colour / shape flicker), synthetic FVD vs
+                   the real-vs-real baseline, temporal consistency;
 8. ``report``      ``OUT/report.md`` with the numbers, the GIFs and the loss curve.
 
 The resolved config of every stage is written to ``OUT/configs/`` with the equivalent ``latte`` command.
@@ -234,7 +235,7 @@ class Quickstart:
         from latte.data.synthetic import SyntheticDataset
         from latte.metrics.clips import tensor_videos
         from latte.metrics.evaluate import evaluate, make_settings
-        from latte.metrics.synthetic import temporal_consistency
+        from latte.metrics.synthetic import every_frame_check, load_classifier, read_video_folder, temporal_consistency
 
         syn = self._synthetic()
         frames = self.data["num_frames"]
@@ -252,10 +253,20 @@ class Quickstart:
         self.paths["eval"].mkdir(parents=True, exist_ok=True)
         (self.paths["eval"] / "train_combinations.json").write_text(json.dumps(result, indent=2, default=str))
         (self.paths["eval"] / "heldout_combinations.json").write_text(json.dumps(held, indent=2, default=str))
+        # every frame on its own (colour and shape of the object), beside the clip classifier; the real clips
+        # check the check itself (it must find them right in every frame)
+        detector, classifier_meta = load_classifier(self.paths["classifier"])
+        every_frame = {name: every_frame_check(*read_video_folder(self.paths["samples"] / name), detector,
+                                               classifier_meta) for name in ("train", "heldout")}
+        n_real = min(64, len(real))
+        every_frame["real"] = every_frame_check(real_videos[:n_real], [{"attributes": real.attributes(i)}
+                                                                       for i in range(n_real)], detector, classifier_meta)
+        (self.paths["eval"] / "every_frame.json").write_text(json.dumps(every_frame, indent=2))
         m, mh = result["runs"][0]["metrics"], held["runs"][0]["metrics"]
         return {"accuracy_train": m["attribute_accuracy"], "accuracy_heldout": mh["attribute_accuracy"],
                 "synthetic_fvd": m["synthetic_fvd"], "synthetic_fvd_real_baseline": m["synthetic_fvd_real_baseline"],
-                "temporal_generated": m["temporal"], "temporal_real": temporal_consistency(real_videos[:n_train])}
+                "temporal_generated": m["temporal"], "temporal_real": temporal_consistency(real_videos[:n_train]),
+                "every_frame": every_frame}
 
     def stage_report(self) -> dict:
         from latte.quickstart_report import write_report

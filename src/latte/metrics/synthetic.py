@@ -32,7 +32,8 @@ from latte.data.config import SyntheticConfig
 
 __all__ = ["ClassifierTrainConfig", "VideoAttributeClassifier", "ClassifierDetector", "build_classifier",
            "train_classifier", "save_classifier", "load_classifier", "attribute_accuracy", "parse_caption",
-           "temporal_consistency", "synthetic_real_videos"]
+           "temporal_consistency", "synthetic_real_videos", "frame_attributes", "every_frame_accuracy",
+           "every_frame_check", "read_video_folder"]
 
 
 @dataclass
@@ -311,3 +312,161 @@ def synthetic_real_videos(cfg: ClassifierTrainConfig, num: int, num_frames: int,
     cfg = replace(cfg, num_frames=num_frames,
                   synthetic=replace(cfg.synthetic, seed=cfg.synthetic.seed + seed_offset))
     return _render_set(cfg, num, "val", "render real clips", progress)[0]
+
+
+# -- per-frame attribute check ---------------------------------------------------------------------------------
+# The clip classifier reads a whole clip at once, so a clip whose frames alternate between two colours can still
+# be called by the colour of its majority. The check below looks at every frame on its own, with no network:
+#
+# * colour: each pixel takes the nearest (RGB distance) of {the frame's background, the data's palette colours};
+#   the frame's colour is the most common non-background label, "" (no object) under ``min_pixels`` pixels. The
+#   background is the frame's median colour (the object covers well under half of a frame).
+# * shape: the object's silhouette (the non-background pixels: for anti-aliased clips, coverage > 1/2) is compared
+#   with the data's own shapes drawn at the silhouette's centroid at a few sizes around the data's
+#   ``object_scale`` (shapes are never rotated); the frame's shape is the best-overlapping one (IoU), "" when no
+#   shape overlaps by ``min_iou``.
+#
+# A video is right "in every frame" when the clip classifier gets every asked attribute right and every frame shows
+# the asked colour and shape; it flickers when its per-frame colour or shape is not the same in every frame.
+
+_TEMPLATE_SCALES = (0.8, 0.9, 1.0, 1.1, 1.25)  # object sizes tried, relative to the data's object_scale
+_TEMPLATE_SUPERSAMPLE = 4
+
+
+def _template_offsets(kind: str, values: list[str]) -> dict[str, tuple[float, float]]:
+    """Centroid of each shape relative to its centre, in units of its half-size ``r`` (the triangle's is low)."""
+    from latte.data.synthetic import _coverage
+
+    grid = np.linspace(-1.5, 1.5, 301)
+    xs, ys = np.meshgrid(grid, grid)
+    out = {}
+    for value in values:
+        ink = _coverage(kind, value, xs, ys, 0.0, 0.0, 1.0)
+        out[value] = (float(xs[ink].mean()), float(ys[ink].mean()))
+    return out
+
+
+def _shape_iou(kind: str, value: str, mask: np.ndarray, cx: float, cy: float, r: float) -> float:
+    """IoU of the boolean silhouette ``mask (H, W)`` with the pixels more than half covered by the shape of
+    half-size ``r`` centred at ``(cx, cy)`` (drawn only in the window around it, where it can have ink)."""
+    from latte.data.synthetic import _coverage
+
+    h, w = mask.shape
+    s = _TEMPLATE_SUPERSAMPLE
+    x0, x1 = max(0, int(cx - 1.05 * r)), min(w, int(np.ceil(cx + 1.05 * r)))
+    y0, y1 = max(0, int(cy - 1.05 * r)), min(h, int(np.ceil(cy + 1.05 * r)))
+    if x1 <= x0 or y1 <= y0:
+        return 0.0
+    xs, ys = np.meshgrid(x0 + (np.arange((x1 - x0) * s) + 0.5) / s, y0 + (np.arange((y1 - y0) * s) + 0.5) / s)
+    ink = _coverage(kind, value, xs, ys, cx, cy, r).astype(np.float32)
+    template = ink.reshape(y1 - y0, s, x1 - x0, s).mean(axis=(1, 3)) > 0.5
+    inter = int((mask[y0:y1, x0:x1] & template).sum())
+    return inter / max(1, int(mask.sum()) + int(template.sum()) - inter)
+
+
+def frame_attributes(videos: torch.Tensor, spec, min_pixels: int = 4, min_iou: float = 0.5) -> dict[str, np.ndarray]:
+    """Colour and shape of the object in every frame, without a network.
+
+    ``videos``: uint8 ``(B, 3, T, H, W)``; ``spec``: the data's :class:`latte.data.synthetic.SyntheticSpec`
+    (palette, shapes or digits, object size). Returns ``color``, ``shape`` (``(B, T)`` strings, ``""`` when the
+    frame shows no object / no shape overlaps by ``min_iou``; the key is ``spec.object_key``) and ``shape_iou``
+    ``(B, T)`` (overlap of the silhouette with the best shape)."""
+    from latte.data.synthetic import COLORS
+
+    if videos.ndim != 5 or videos.shape[1] != 3 or videos.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 videos (B, 3, T, H, W), got {videos.dtype} {tuple(videos.shape)}")
+    kind = "shape" if spec.pattern == "shapes" else "digit"
+    values = list(spec.shapes) if kind == "shape" else list(spec.digits)
+    offsets = _template_offsets(kind, values)
+    palette = np.array([COLORS[c] for c in spec.colors], dtype=np.float32)  # (K, 3)
+    frames = videos.permute(0, 2, 3, 4, 1).numpy().astype(np.float32)  # (B, T, H, W, 3)
+    b, t, h, w, _ = frames.shape
+    base_r = spec.object_scale * w / 2
+    colors = np.full((b, t), "", dtype=object)
+    shapes = np.full((b, t), "", dtype=object)
+    ious = np.zeros((b, t))
+    for i in range(b):
+        for j in range(t):
+            pixels = frames[i, j].reshape(-1, 3)
+            background = np.median(pixels, axis=0)
+            centres = np.concatenate([background[None], palette])  # label 0 = background
+            labels = ((pixels[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+            ink = labels > 0
+            if ink.sum() < min_pixels:
+                continue
+            colors[i, j] = spec.colors[int(np.bincount(labels[ink], minlength=len(centres))[1:].argmax())]
+            mask = ink.reshape(h, w)
+            yy, xx = np.nonzero(mask)
+            cx, cy = xx.mean() + 0.5, yy.mean() + 0.5  # pixel centres
+            best_iou, best = 0.0, ""
+            for value in values:
+                ox, oy = offsets[value]
+                for scale in _TEMPLATE_SCALES:
+                    r = base_r * scale
+                    iou = _shape_iou(kind, value, mask, cx - ox * r, cy - oy * r, r)
+                    if iou > best_iou:
+                        best_iou, best = float(iou), value
+            ious[i, j] = best_iou
+            shapes[i, j] = best if best_iou >= min_iou else ""
+    return {"color": colors, kind: shapes, "shape_iou": ious}
+
+
+def every_frame_accuracy(frames: dict[str, np.ndarray], predicted: dict[str, np.ndarray],
+                         requested: list[dict[str, str]], heads: dict[str, list[str]]) -> dict:
+    """Clip-level and every-frame accuracy and flicker rates of ``N`` videos.
+
+    ``frames``: :func:`frame_attributes` of the videos; ``predicted``: the clip classifier's value index per head
+    ``(N,)``; ``requested``: per video the asked values by head (videos asking nothing are skipped). Returns
+    shares of videos: ``clip_joint`` (the classifier gets every asked attribute right), ``every_frame_joint``
+    (that, and every frame shows the asked colour and shape), ``color_every_frame`` / ``shape_every_frame``
+    (the asked colour / shape in every frame), ``color_flicker`` / ``shape_flicker`` / ``flicker`` (the colour /
+    shape / either is not the same in every frame), and ``num_videos``."""
+    per_frame_keys = [k for k in frames if k != "shape_iou"]  # "color" and the object key
+    rows = []
+    for i, asked in enumerate(requested):
+        if not asked:
+            continue
+        clip_ok = all(heads[k][int(predicted[k][i])] == v for k, v in asked.items())
+        holds = {k: bool(np.all(frames[k][i] == asked[k])) for k in per_frame_keys if k in asked}
+        changes = {k: len(set(frames[k][i].tolist())) > 1 for k in per_frame_keys}
+        rows.append((clip_ok, holds, changes))
+    if not rows:
+        raise ValueError("no video says which attributes it was asked for (sidecar JSON with 'caption', 'prompt', "
+                         "'y' or 'attributes'); the every-frame check needs them")
+    object_key = next(k for k in per_frame_keys if k != "color")
+    share = lambda values: float(np.mean(values))  # noqa: E731
+    return {"clip_joint": share([c for c, _, _ in rows]),
+            "every_frame_joint": share([c and all(h.values()) for c, h, _ in rows]),
+            "color_every_frame": share([h.get("color", True) for _, h, _ in rows]),
+            "shape_every_frame": share([h.get(object_key, True) for _, h, _ in rows]),
+            "color_flicker": share([ch["color"] for _, _, ch in rows]),
+            "shape_flicker": share([ch[object_key] for _, _, ch in rows]),
+            "flicker": share([any(ch.values()) for _, _, ch in rows]),
+            "num_videos": len(rows)}
+
+
+@torch.no_grad()
+def every_frame_check(videos: torch.Tensor, metas: list[dict], detector: ClassifierDetector, meta: dict,
+                      batch_size: int = 64) -> dict:
+    """:func:`every_frame_accuracy` of uint8 videos ``(N, 3, T, H, W)`` whose sidecars ``metas`` name what they
+    were asked for, with the clip classifier ``(detector, meta)`` of :func:`load_classifier`."""
+    heads, spec_cfg = meta["heads"], meta["train_config_obj"].synthetic
+    requested = [requested_attributes(m, heads, spec_cfg) for m in metas]
+    preds: dict[str, list[np.ndarray]] = {k: [] for k in heads}
+    for i in range(0, len(videos), batch_size):
+        for k, v in detector.predict(videos[i:i + batch_size]).items():
+            preds[k].append(v.cpu().numpy())
+    predicted = {k: np.concatenate(v) for k, v in preds.items()}
+    return every_frame_accuracy(frame_attributes(videos, spec_cfg.spec()), predicted, requested, heads)
+
+
+def read_video_folder(folder: str | Path) -> tuple[torch.Tensor, list[dict]]:
+    """Every video of a sample folder (``latte sample`` output) as uint8 ``(N, 3, T, H, W)`` with its sidecar."""
+    from latte.metrics.clips import scan_videos
+
+    entries = scan_videos(folder)
+    lengths = {e.num_frames for e in entries}
+    if len(lengths) != 1:
+        raise InputError(f"{folder}: videos of different lengths {sorted(lengths)}; expected one clip length")
+    videos = np.stack([e.read(list(range(e.num_frames))) for e in entries])  # (N, T, H, W, 3)
+    return torch.from_numpy(videos).permute(0, 4, 1, 2, 3).contiguous(), [e.meta for e in entries]
