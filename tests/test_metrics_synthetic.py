@@ -113,7 +113,8 @@ def test_eval_cli_on_sample_folders(classifier_dir, tmp_path, capsys):
 def _clip(attrs: dict, seed: int, size: int = 24, scale: float = 0.45) -> torch.Tensor:
     from latte.data.synthetic import render_clip
 
-    return torch.from_numpy(render_clip(dict(attrs, speed="fast"), 8, size, seed, object_scale=scale)).permute(3, 0, 1, 2)
+    frames = render_clip(dict(attrs, speed="fast"), 8, size, seed, object_scale=scale)
+    return torch.from_numpy(frames).permute(3, 0, 1, 2)
 
 
 def test_per_frame_check_finds_real_clips_right_in_every_frame():

@@ -259,8 +259,8 @@ class Quickstart:
         every_frame = {name: every_frame_check(*read_video_folder(self.paths["samples"] / name), detector,
                                                classifier_meta) for name in ("train", "heldout")}
         n_real = min(64, len(real))
-        every_frame["real"] = every_frame_check(real_videos[:n_real], [{"attributes": real.attributes(i)}
-                                                                       for i in range(n_real)], detector, classifier_meta)
+        real_asked = [{"attributes": real.attributes(i)} for i in range(n_real)]
+        every_frame["real"] = every_frame_check(real_videos[:n_real], real_asked, detector, classifier_meta)
         (self.paths["eval"] / "every_frame.json").write_text(json.dumps(every_frame, indent=2))
         m, mh = result["runs"][0]["metrics"], held["runs"][0]["metrics"]
         return {"accuracy_train": m["attribute_accuracy"], "accuracy_heldout": mh["attribute_accuracy"],
