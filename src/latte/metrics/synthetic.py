@@ -32,6 +32,7 @@ from torch import nn
 from latte.config import ConfigError, option
 from latte.io import InputError
 from latte.data.config import SyntheticConfig
+from latte.data.synthetic import COLORS, _coverage  # the data's palette and shape outlines (per-frame check)
 
 __all__ = ["ClassifierTrainConfig", "VideoAttributeClassifier", "ClassifierDetector", "build_classifier",
            "train_classifier", "save_classifier", "load_classifier", "attribute_accuracy", "parse_caption",
@@ -341,8 +342,6 @@ _TEMPLATE_SUPERSAMPLE = 4
 
 def _template_offsets(kind: str, values: list[str]) -> dict[str, tuple[float, float]]:
     """Centroid of each shape relative to its centre, in units of its half-size ``r`` (the triangle's is low)."""
-    from latte.data.synthetic import _coverage
-
     grid = np.linspace(-1.5, 1.5, 301)
     xs, ys = np.meshgrid(grid, grid)
     out = {}
@@ -355,8 +354,6 @@ def _template_offsets(kind: str, values: list[str]) -> dict[str, tuple[float, fl
 def _shape_iou(kind: str, value: str, alpha: np.ndarray, cx: float, cy: float, r: float) -> float:
     """Soft IoU (sum of minima / sum of maxima) of the object's coverage ``alpha (H, W)`` in [0, 1] with the
     coverage of the shape of half-size ``r`` centred at ``(cx, cy)`` (drawn only in the window where it has ink)."""
-    from latte.data.synthetic import _coverage
-
     h, w = alpha.shape
     s = _TEMPLATE_SUPERSAMPLE
     x0, x1 = max(0, int(cx - 1.05 * r)), min(w, int(np.ceil(cx + 1.05 * r)))
@@ -379,8 +376,6 @@ def frame_attributes(videos: torch.Tensor, spec, min_pixels: int = 4, min_iou: f
     (palette, shapes or digits, object size). Returns ``color``, ``shape`` (``(B, T)`` strings, ``""`` when the
     frame shows no object / no shape overlaps by ``min_iou``; the key is ``spec.object_key``) and ``shape_iou``
     ``(B, T)`` (overlap of the silhouette with the best shape)."""
-    from latte.data.synthetic import COLORS
-
     if videos.ndim != 5 or videos.shape[1] != 3 or videos.dtype != torch.uint8:
         raise ValueError(f"expected uint8 videos (B, 3, T, H, W), got {videos.dtype} {tuple(videos.shape)}")
     kind = "shape" if spec.pattern == "shapes" else "digit"
