@@ -1,0 +1,211 @@
+"""Step caching vs fewer steps: model evaluations, wall time and fidelity / quality, in one run.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_cache.py random --setup S/2 --frames 4 --size 8
+    OMP_NUM_THREADS=1 python benchmarks/bench_cache.py quickstart --run /work/qs_main
+    python benchmarks/bench_cache.py plot            # benchmarks/cache_speed_quality.png from the results
+
+``random``: a random-weight Latte (``benchmarks/setups.py``), class-conditional, CFG 4, latents only. The
+reference is the official sampler (DDPM-250) uncached; every row is timed in the same process and reports
+model evaluations (calls that ran the transformer blocks), the wall-time ratio vs the reference and the
+relative L2 difference of the final latents from the reference's (same seeds).
+
+``quickstart``: the quickstart's trained text-to-video model. The reference is DDIM-50 / CFG 4 uncached; for
+every setting it samples the quickstart's prompt sets (training and held-out combinations), then evaluates
+them as ``latte quickstart``'s eval stage does (joint attribute accuracy on both sets, synthetic FVD).
+
+Raw rows go to ``benchmarks/cache_results.jsonl``; the plot to ``benchmarks/cache_speed_quality.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+RESULTS = HERE / "cache_results.jsonl"
+PLOT = HERE / "cache_speed_quality.png"
+
+import torch  # noqa: E402
+
+from latte.sampling import LattePipeline  # noqa: E402
+
+
+def settings(reference: tuple[str, int], thresholds: list[float], fewer: list[int]) -> list[dict]:
+    """The rows: the reference uncached, the reference with each threshold, and DDIM / DPM-Solver++ fewer-step
+    baselines (uncached)."""
+    sampler, steps = reference
+    rows = [dict(sampler=sampler, steps=steps, cache="none")]
+    rows += [dict(sampler=sampler, steps=steps, cache=f"teacache:{t:g}") for t in thresholds]
+    for name in ("ddim", "dpm-solver"):
+        rows += [dict(sampler=name, steps=n, cache="none") for n in fewer if (name, n) != (sampler, steps)]
+    return rows
+
+
+def _stamp() -> dict:
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores (shared), torch {torch.__version__}, "
+                       f"{torch.get_num_threads()} thread(s)"}
+
+
+def _computed(records: list[dict], calls_uncached: int) -> float:
+    """Mean model evaluations per video (blocks run): the cache's count, or every call when uncached."""
+    done = [r.get("cache_computed_calls", calls_uncached) for r in records]
+    return sum(done) / len(done)
+
+
+def bench_random(args) -> list[dict]:
+    from setups import PATHS, Setup, build_model
+
+    from latte.sampling.cache import count_model_calls
+
+    setup = Setup(f"{args.setup}-f{args.frames}-s{args.size}",
+                  dict(preset=f"Latte-{args.setup}", conditioning="class", num_classes=101), frames=args.frames,
+                  size=args.size)
+    model = build_model(setup, PATHS["sdpa"], torch.device("cpu"))
+    pipe = LattePipeline(model)
+    kw = dict(classes=list(range(args.videos)), seed=0, cfg_scale=4.0, output_type="latent", progress=False,
+              batch_size=args.videos)
+    rows, reference = [], None
+    for row in settings(("ddpm", 250), args.thresholds, args.fewer):
+        start = time.perf_counter()
+        out = pipe(sampler=row["sampler"], steps=row["steps"], cache=row["cache"], **kw)
+        seconds = time.perf_counter() - start
+        calls = count_model_calls(row["sampler"], row["steps"], pipe.betas)
+        if reference is None:
+            reference = (out.videos, seconds)
+        rel = ((out.videos - reference[0]).norm() / reference[0].norm()).item()
+        result = {"bench": "random", "model": setup.name, **row, "model_calls": calls,
+                  "evaluations": _computed(out.records, calls), "seconds": seconds,
+                  "speedup": reference[1] / seconds, "rel_diff": rel, **_stamp()}
+        rows.append(result)
+        print(json.dumps(result), flush=True)
+    return rows
+
+
+def bench_quickstart(args) -> list[dict]:
+    from latte.quickstart import Quickstart
+    from latte.sampling.cache import count_model_calls
+    from latte.sampling.outputs import save_videos
+
+    qs = Quickstart(out=args.run, progress=False, log=lambda _: None)
+    pipe = LattePipeline.from_run(qs.paths["latte"])
+    prompt_sets = qs._prompt_sets()
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench_cache_"))
+    rows, reference = [], None
+    for row in settings(("ddim", 50), args.thresholds, args.fewer):
+        name = f"{row['sampler']}{row['steps']}-{row['cache'].replace(':', '')}"
+        qs.paths = {**qs.paths, "samples": work / name, "eval": work / name / "eval"}
+        seconds, records = 0.0, []
+        for split, prompts in prompt_sets.items():
+            start = time.perf_counter()
+            out = pipe(prompts=prompts, seed=0 if split == "train" else 100_000, sampler=row["sampler"],
+                       steps=row["steps"], cfg_scale=4.0, batch_size=32, progress=False, cache=row["cache"])
+            seconds += time.perf_counter() - start
+            records += out.records
+            save_videos(out, qs.paths["samples"] / split, formats=("mp4",), fps=4)
+        calls = count_model_calls(row["sampler"], row["steps"], pipe.betas)
+        quality = qs.stage_eval()
+        if reference is None:
+            reference = seconds
+        result = {"bench": "quickstart", "model": str(args.run), **row, "model_calls": calls,
+                  "evaluations": _computed(records, calls), "seconds": seconds, "speedup": reference / seconds,
+                  "videos": len(records), "accuracy_train": quality["accuracy_train"],
+                  "accuracy_heldout": quality["accuracy_heldout"], "synthetic_fvd": quality["synthetic_fvd"],
+                  **_stamp()}
+        rows.append(result)
+        print(json.dumps(result), flush=True)
+    return rows
+
+
+def plot(path: Path = PLOT) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+    panels = [("random", "rel_diff", "relative difference from reference (random weights)"),
+              ("quickstart", "synthetic_fvd", "synthetic FVD (quickstart model)"),
+              ("quickstart", "accuracy_heldout", "held-out joint accuracy (quickstart)")]
+    panels = [p for p in panels if any(r["bench"] == p[0] and p[1] in r for r in rows)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
+    for ax, (bench, key, title) in zip(axes[0], panels):
+        chosen = [r for r in rows if r["bench"] == bench and key in r]
+        latest = max(r["date"] for r in chosen)
+        chosen = [r for r in chosen if r["date"][:13] == latest[:13]]  # the latest run
+        for label, pick, marker in (("TeaCache", lambda r: r["cache"] != "none", "o"),
+                                    ("DDIM, fewer steps", lambda r: r["cache"] == "none" and r["sampler"] == "ddim",
+                                     "s"),
+                                    ("DPM-Solver++, fewer steps",
+                                     lambda r: r["cache"] == "none" and r["sampler"] == "dpm-solver", "^"),
+                                    ("DDPM-250 (reference)", lambda r: r["cache"] == "none" and r["sampler"] == "ddpm",
+                                     "*")):
+            pts = sorted((r for r in chosen if pick(r)), key=lambda r: r["speedup"])
+            if not pts:
+                continue
+            ax.plot([r["speedup"] for r in pts], [r[key] for r in pts], marker=marker, label=label)
+            for r in pts:
+                tag = r["cache"].removeprefix("teacache:") if r["cache"] != "none" else str(r["steps"])
+                ax.annotate(tag, (r["speedup"], r[key]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("wall-time speed-up vs uncached reference")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+def table(bench: str) -> str:
+    """A markdown table of the latest run of ``bench``."""
+    rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r["bench"] == bench]
+    latest = max(r["date"] for r in rows)[:13]
+    rows = [r for r in rows if r["date"][:13] == latest]
+    extra = ["rel_diff"] if bench == "random" else ["accuracy_train", "accuracy_heldout", "synthetic_fvd"]
+    head = ["setting", "model calls", "evaluations / video", "seconds", "speed-up", *extra]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        name = f"{r['sampler']}-{r['steps']}" + ("" if r["cache"] == "none" else f" + {r['cache']}")
+        vals = [name, str(r["model_calls"]), f"{r['evaluations']:.1f}", f"{r['seconds']:.1f}",
+                f"{r['speedup']:.2f}x", *(f"{r[k]:.4f}" if k == "rel_diff" else f"{r[k]:.3f}" for k in extra)]
+        lines.append("| " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("bench", choices=["random", "quickstart", "plot", "table"])
+    ap.add_argument("--setup", default="S/2", help="random: Latte preset size (S/2, B/2, XL/2)")
+    ap.add_argument("--frames", type=int, default=4)
+    ap.add_argument("--size", type=int, default=8, help="latent height/width")
+    ap.add_argument("--videos", type=int, default=1, help="random: videos per batch")
+    ap.add_argument("--thresholds", default="0,0.05,0.1,0.2,0.3")
+    ap.add_argument("--fewer", default="10,20,25,50", help="fewer-step baselines (DDIM and DPM-Solver++)")
+    ap.add_argument("--run", default="/work/qs_main", help="quickstart output folder")
+    ap.add_argument("--work", default=None, help="quickstart: folder for the sampled videos (default: a temp dir)")
+    ap.add_argument("--table-of", default="random", help="table: which bench")
+    args = ap.parse_args()
+    args.thresholds = [float(x) for x in args.thresholds.split(",") if x]
+    args.fewer = [int(x) for x in args.fewer.split(",") if x]
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    if args.bench == "plot":
+        return plot()
+    if args.bench == "table":
+        return print(table(args.table_of))
+    rows = bench_random(args) if args.bench == "random" else bench_quickstart(args)
+    with open(RESULTS, "a") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    print(table(args.bench))
+
+
+if __name__ == "__main__":
+    main()
