@@ -222,3 +222,88 @@ def test_two_processes_with_the_cache_make_the_same_videos_as_one_and_resume(tmp
     res = torchrun(base + ["--out", str(two)], tmp_path)
     assert res.returncode == 0 and "1 made now" in res.stdout, res.stderr[-2000:]
     assert (two / "00002.gif").read_bytes() == original
+
+
+# -- DeepCache on the LaVie U-Nets (the tiny official fixtures) ---------------------------------------------------
+
+
+def tiny_unet(stage):
+    """A tiny LaVie U-Net of ``stage`` (official fixture weights) and its inputs: (model, sample, text, kwargs)."""
+    import os
+
+    from conftest import REFERENCE
+    from latte.official import load_lavie
+
+    d = torch.load(os.path.join(REFERENCE, f"lavie_{stage}_tiny.pt"), weights_only=True)
+    model = load_lavie({"ema": d["state_dict"]} if stage == "vsr" else d["state_dict"], stage, d["config"]).model
+    kw = {"low_res": d["low_res"], "class_labels": d["noise_level"]} if stage == "vsr" else {}
+    return model.eval(), d["x"] if "x" in d else d["sample"], d["encoder_hidden_states"], kw
+
+
+@pytest.mark.parametrize("stage", ["base", "interp", "vsr"])
+def test_deepcache_interval_one_equals_the_unet_and_cached_calls_reuse_deep_features(stage):
+    from latte.sampling.cache import DeepCache
+
+    model, x, text, kw = tiny_unet(stage)
+    times = [torch.full((x.shape[0],), 999 - 150 * k) for k in range(5)]
+    exact = DeepCache(1).session(model, num_videos=2, num_calls=len(times))
+    every3 = DeepCache(3).session(model, num_videos=2, num_calls=len(times))
+    with torch.no_grad():
+        outs = []
+        for t in times:
+            expected = model(x, t, text, **kw)
+            assert torch.equal(exact(x, t, text, **kw), expected)
+            outs.append((every3(x, t, text, **kw), expected))
+        # full at calls 0, 3 and the last (4); calls 1, 2 reuse the deep features of call 0
+        for k in (0, 3, 4):
+            assert torch.equal(*outs[k])
+        for k in (1, 2):
+            assert not torch.allclose(*outs[k], atol=1e-4)
+        # a cached call at the full call's input reproduces the full output: the skip bookkeeping is right
+        again = DeepCache(5).session(model, num_videos=2, num_calls=5)
+        full = again(x, times[0], text, **kw)
+        torch.testing.assert_close(again(x, times[0], text, **kw), full, rtol=1e-5, atol=1e-6)
+    assert exact.computed == [5, 5] and every3.computed == [3, 3] and again.computed == [1, 1]
+
+
+def test_deepcache_in_a_sampling_loop_is_faster_and_close():
+    import time
+
+    from latte.sampling import sample_loop
+    from latte.sampling.cache import DeepCache
+
+    model, x, text, _ = tiny_unet("base")
+    betas = np.linspace(1e-4, 0.02, 1000)
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+
+    def sample(cache):
+        forward = cache.session(model, 2, count_model_calls("ddim", 20, betas)) if cache else model
+        start = time.process_time()
+        out = sample_loop(lambda xt, t: forward(xt, t, text), noise, "ddim", 20, betas, learn_sigma=False)
+        return out, time.process_time() - start, forward
+
+    base, base_s, _ = sample(None)
+    exact, _, _ = sample(DeepCache(1))
+    assert torch.equal(exact, base)
+    cached, cached_s, session = sample(DeepCache(3))
+    assert session.computed == [8, 8] and session.calls == 20  # calls 0, 3, ..., 18 and the last
+    assert ((cached - base).norm() / base.norm()).item() < 0.1
+    assert cached_s < base_s
+
+
+def test_caches_refuse_the_wrong_model():
+    from latte.sampling.cache import DeepCache
+
+    latte = tiny_model(conditioning="class", num_classes=3)
+    with pytest.raises(ValueError, match="deepcache needs a LaVie U-Net"):
+        DeepCache(2).session(latte, 1, 10)
+    with pytest.raises(ValueError, match="teacache needs a Latte transformer"):
+        TeaCache(0.1).session(tiny_unet("base")[0], 1, 10)
+    with pytest.raises(ValueError, match="levels \\(2\\) must be below"):
+        DeepCache(2, levels=2).session(tiny_unet("base")[0], 1, 10)
+    pipe = LattePipeline(latte, IdentityAutoencoder())
+    with pytest.raises(ValueError, match="is for the LaVie U-Nets"):
+        pipe(classes=[0], steps=2, cache="deepcache:2", progress=False)
+    assert parse_cache("deepcache:3") == DeepCache(3) and parse_cache("deepcache:2:2").spec() == "deepcache:2:2"
+    with pytest.raises(ValueError, match="deepcache:INTERVAL"):
+        parse_cache("deepcache:x")

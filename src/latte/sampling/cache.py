@@ -5,7 +5,10 @@ A cache is a *configuration* (:class:`TeaCache`; ``None`` for no cache), written
 * ``"none"``                   no cache (every step runs the whole model);
 * ``"teacache:T"``             TeaCache with threshold ``T`` (e.g. ``teacache:0.1``); ``T = 0`` is the uncached
                                sampler exactly; larger is faster and less faithful;
-* ``"teacache:T:RESCALE"``     with a named rescaling polynomial from :data:`RESCALE_POLYNOMIALS`.
+* ``"teacache:T:RESCALE"``     with a named rescaling polynomial from :data:`RESCALE_POLYNOMIALS`;
+* ``"deepcache:N[:LEVELS]"``   (LaVie U-Nets, :class:`DeepCache`) a full U-Net step every ``N`` calls; the calls
+                               in between recompute only the ``LEVELS`` (default 1) outermost resolution levels
+                               and reuse the deep features of the last full step. ``N = 1`` is uncached exactly.
 
 :func:`parse_cache` turns a spec (or ``None`` / a config object) into a config. For every batch of videos the
 pipeline opens a fresh :meth:`TeaCache.session`: a drop-in replacement for the model's forward that keeps the
@@ -36,7 +39,14 @@ it. Rows are grouped as ``copies × videos`` (row ``r`` belongs to video ``r % n
 Rescaling polynomial. The TeaCache paper fits, per model, a polynomial mapping the input change to the output
 change. We ship no third-party coefficients (we could not verify the published Latte-1 numbers); the default is
 no rescaling, and :func:`fit_rescale` fits one from an uncached sampling trace (``TeaCacheSession.trace``) --
-see BENCHMARKS.md for the one fitted on the quickstart model.
+see BENCHMARKS.md.
+
+DeepCache on the U-Nets (:class:`DeepCache`, arXiv 2312.00858). A full call runs the U-Net and keeps, per row,
+the input of the up level that mirrors down level ``LEVELS − 1`` (the output of the deeper up levels). A cached
+call runs ``conv_in`` and the down levels ``0 … LEVELS − 1`` (their skips; not the last one's downsampler and
+temporal module, which feed the deep path), takes the kept deep features and runs the up levels
+``n − LEVELS … n − 1`` with the fresh skips, then the output head. The schedule depends only on the call
+index (full at calls ``0, N, 2N, …`` and at the last call), so it is the same for every row and batch.
 """
 from __future__ import annotations
 
@@ -48,9 +58,11 @@ import numpy as np
 import torch
 
 from latte.models.latte import BlockContext, Latte, modulate
+from latte.models.unet3d import UNet3D, UNetContext
+from latte.models.unet3d import run as run_block
 from latte.sampling.samplers import OFFICIAL_SAMPLERS, check_sampler, make_scheduler
 
-__all__ = ["TeaCache", "TeaCacheSession", "CacheLike", "parse_cache", "cache_spec", "count_model_calls",
+__all__ = ["TeaCache", "TeaCacheSession", "DeepCache", "DeepCacheSession", "CacheLike", "parse_cache", "cache_spec", "count_model_calls",
            "fit_rescale", "RESCALE_POLYNOMIALS"]
 
 # name -> polynomial coefficients, highest power first (numpy.polyval order); None = no rescaling
@@ -84,23 +96,50 @@ class TeaCache:
         return TeaCacheSession(model, self, num_videos, num_calls)
 
 
-CacheLike = Union[None, str, TeaCache]
+@dataclass(frozen=True)
+class DeepCache:
+    """DeepCache configuration for the LaVie U-Nets: a full step every ``interval`` calls; ``levels``: resolution
+    levels recomputed at the other calls (1 = only the outermost; at most the U-Net's levels − 1)."""
+
+    interval: int
+    levels: int = 1
+
+    def __post_init__(self):
+        if self.interval < 1 or self.levels < 1:
+            raise ValueError(f"deepcache interval and levels must be >= 1, got {self.interval}, {self.levels}")
+
+    def spec(self) -> str:
+        return f"deepcache:{self.interval}" + ("" if self.levels == 1 else f":{self.levels}")
+
+    def session(self, model: UNet3D, num_videos: int, num_calls: int) -> "DeepCacheSession":
+        """Fresh cache state for one sampling call (``num_videos`` is accepted for the common interface)."""
+        return DeepCacheSession(model, self, num_videos, num_calls)
 
 
-def parse_cache(spec: CacheLike) -> Optional[TeaCache]:
-    """``None`` / ``'none'`` / ``''`` → None; ``'teacache:T[:RESCALE]'`` → :class:`TeaCache`; a config → itself."""
-    if spec is None or isinstance(spec, TeaCache):
+CacheLike = Union[None, str, TeaCache, DeepCache]
+
+
+def parse_cache(spec: CacheLike) -> Union[None, TeaCache, DeepCache]:
+    """``None`` / ``'none'`` / ``''`` → None; ``'teacache:T[:RESCALE]'`` → :class:`TeaCache`;
+    ``'deepcache:N[:LEVELS]'`` → :class:`DeepCache`; a config → itself."""
+    if spec is None or isinstance(spec, (TeaCache, DeepCache)):
         return spec
     if not isinstance(spec, str):
-        raise TypeError(f"cache: expected None, a spec string or a TeaCache, got {type(spec).__name__}")
+        raise TypeError(f"cache: expected None, a spec string, a TeaCache or a DeepCache, got "
+                        f"{type(spec).__name__}")
     text = spec.strip().lower()
     if text in ("", "none", "off"):
         return None
     kind, _, rest = text.partition(":")
-    if kind != "teacache":
-        raise ValueError(f"cache '{spec}': unknown kind '{kind}' (expected 'none' or 'teacache:THRESHOLD', "
-                         "e.g. teacache:0.1)")
+    if kind not in ("teacache", "deepcache"):
+        raise ValueError(f"cache '{spec}': unknown kind '{kind}' (expected 'none', 'teacache:THRESHOLD' "
+                         "(e.g. teacache:0.1) or, for U-Nets, 'deepcache:INTERVAL' (e.g. deepcache:3))")
     parts = rest.split(":") if rest else []
+    if kind == "deepcache":
+        if not 1 <= len(parts) <= 2 or not all(x.isdigit() for x in parts):
+            raise ValueError(f"cache '{spec}': expected deepcache:INTERVAL or deepcache:INTERVAL:LEVELS "
+                             "(integers)")
+        return DeepCache(*(int(x) for x in parts))
     if not 1 <= len(parts) <= 2:
         raise ValueError(f"cache '{spec}': expected teacache:THRESHOLD or teacache:THRESHOLD:RESCALE")
     try:
@@ -160,6 +199,8 @@ class TeaCacheSession:
     """
 
     def __init__(self, model: Latte, config: TeaCache, num_videos: int, num_calls: int):
+        if not isinstance(model, Latte):
+            raise ValueError(f"teacache needs a Latte transformer, got {type(model).__name__} (U-Nets: deepcache)")
         if num_videos < 1 or num_calls < 1:
             raise ValueError(f"a cache session needs num_videos >= 1 and num_calls >= 1, got {num_videos}, "
                              f"{num_calls}")
@@ -247,3 +288,80 @@ def fit_rescale(traces: Sequence[TeaCacheSession], degree: int = 4) -> tuple[flo
     if len(xs) <= degree:
         raise ValueError(f"fit_rescale: {len(xs)} points are too few for a degree-{degree} polynomial")
     return tuple(float(a) for a in np.polyfit(np.asarray(xs), np.asarray(ys), degree))
+
+
+class DeepCacheSession:
+    """A UNet3D forward with DeepCache for one sampling call; call it as the U-Net (same arguments).
+
+    ``computed[v]``: full calls (the same for every video); ``calls``: calls so far.
+    """
+
+    def __init__(self, model: UNet3D, config: DeepCache, num_videos: int, num_calls: int):
+        if not isinstance(model, UNet3D):
+            raise ValueError(f"deepcache needs a LaVie U-Net (UNet3D), got {type(model).__name__} (Latte: teacache)")
+        n = len(model.down_blocks)
+        if config.levels >= n:
+            raise ValueError(f"deepcache levels ({config.levels}) must be below the U-Net's {n} resolution levels")
+        if num_videos < 1 or num_calls < 1:
+            raise ValueError(f"a cache session needs num_videos >= 1 and num_calls >= 1, got {num_videos}, "
+                             f"{num_calls}")
+        self.model, self.config = model, config
+        self.num_videos, self.num_calls = num_videos, num_calls
+        self.calls = 0
+        self.computed = [0] * num_videos
+        self._deep: Optional[torch.Tensor] = None  # (B·F, C, h, w): input of the first recomputed up level
+
+    def _shallow_down(self, x: torch.Tensor, ctx: UNetContext) -> list[torch.Tensor]:
+        """Skips of ``conv_in`` and the outer ``levels`` down levels (what the outer up levels consume)."""
+        model, ckpt = self.model, self.model.config.gradient_checkpointing
+        skips = [x]
+        for i in range(self.config.levels):
+            x, level_skips = model.down_blocks[i](x, ctx, ckpt)
+            skips += level_skips
+            if i < self.config.levels - 1 and model.config.temporal_modules:
+                x = run_block(model.down_temporal_blocks[i], x, ctx, ckpt)
+        skips.pop()  # the last level's downsampled output feeds only the deep path
+        return skips
+
+    @torch.no_grad()
+    def __call__(self, sample: torch.Tensor, timestep, encoder_hidden_states=None, encoder_attention_mask=None,
+                 **kwargs) -> torch.Tensor:
+        model, cfg = self.model, self.model.config
+        ckpt = cfg.gradient_checkpointing
+        x, ctx = model.embed(sample, timestep, encoder_hidden_states, encoder_attention_mask, **kwargs)
+        n, first_up = len(model.up_blocks), len(model.up_blocks) - self.config.levels
+        full = (self.calls % self.config.interval == 0 or self.calls >= self.num_calls - 1 or self._deep is None
+                or self._deep.shape[0] != x.shape[0])
+        if full:  # the U-Net forward, keeping the deep features
+            skips = [x]
+            for i, down in enumerate(model.down_blocks):
+                x, level_skips = down(x, ctx, ckpt)
+                skips += level_skips
+                if cfg.temporal_modules:
+                    x = run_block(model.down_temporal_blocks[i], x, ctx, ckpt)
+            x = model.mid_block(x, ctx, ckpt)
+            if cfg.temporal_modules:
+                x = run_block(model.mid_temporal_block, x, ctx, ckpt)
+            ups = range(n)
+        else:
+            skips, x = self._shallow_down(x, ctx), self._deep
+            ups = range(first_up, n)
+        for i in ups:
+            if i == first_up:
+                self._deep = x
+            up = model.up_blocks[i]
+            level_skips = skips[-len(up.resnets):]
+            del skips[-len(up.resnets):]
+            size = tuple(skips[-1].shape[-2:]) if skips else None
+            x = up(x, level_skips, ctx, ckpt, size)
+            if cfg.temporal_modules:
+                x = run_block(model.up_temporal_blocks[i], x, ctx, ckpt)
+        if full:
+            self.computed = [c + 1 for c in self.computed]
+        self.calls += 1
+        return model.head(x, ctx)
+
+    def record(self, video: int) -> dict:
+        """What the sidecar of video ``video`` records (``cache_computed_calls``: full U-Net calls)."""
+        return {"cache": self.config.spec(), "cache_computed_calls": self.computed[video],
+                "cache_model_calls": self.calls}

@@ -22,7 +22,7 @@ import torch
 
 from latte.config import to_dict
 from latte.models import Latte
-from latte.sampling.cache import CacheLike, count_model_calls, parse_cache
+from latte.sampling.cache import CacheLike, TeaCache, count_model_calls, parse_cache
 from latte.sampling.samplers import check_sampler, draw_noise, sample_loop
 from latte.sampling.sources import Defaults, Parts
 
@@ -286,6 +286,9 @@ class LattePipeline:
             classes = [classes]
         settings = self._settings(sampler, steps, cfg_scale, frames, height, width)
         cache = parse_cache(cache)
+        if cache is not None and not isinstance(cache, TeaCache):
+            raise ValueError(f"cache '{cache.spec()}' is for the LaVie U-Nets; a Latte transformer takes "
+                             "'teacache:THRESHOLD' (or 'none')")
         num_calls = count_model_calls(settings["sampler"], settings["steps"], self.betas) if cache else 0
         plan = self._plan(list(prompts or []), list(classes or []), num_videos, seed, seeds, indices)
         if output_type != "latent" and self.autoencoder is None:
