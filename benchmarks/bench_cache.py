@@ -1,6 +1,7 @@
 """Step caching vs fewer steps: model evaluations, wall time and fidelity / quality, in one run.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_cache.py random --setup S/2 --frames 4 --size 8
+    OMP_NUM_THREADS=1 python benchmarks/bench_cache.py unet
     OMP_NUM_THREADS=1 python benchmarks/bench_cache.py quickstart --run /work/qs_main
     python benchmarks/bench_cache.py plot            # benchmarks/cache_speed_quality.png from the results
 
@@ -9,6 +10,10 @@ reference is the official sampler (DDPM-250) uncached; every row is timed in the
 model evaluations (calls that ran the transformer blocks), the speed-up vs the reference in process CPU time
 (1 thread: robust to other jobs on a shared machine) and in wall time, and the relative L2 difference of the
 final latents from the reference's (same seeds).
+
+``unet``: the tiny LaVie U-Nets (base, interpolation, super-resolution: 2 levels, the weights of the
+official-parity test fixtures) and a narrow random-init U-Net with the LaVie base layout (4 levels, 2 ResBlocks
+each, 8 × 16² latents), DeepCache intervals vs DDIM-50 uncached, with the same fewer-step baselines.
 
 ``quickstart``: the quickstart's trained text-to-video model. The reference is DDIM-50 / CFG 4 uncached; for
 every setting it samples the quickstart's prompt sets (training and held-out combinations), then evaluates
@@ -49,8 +54,11 @@ def settings(reference: tuple[str, int], thresholds: list[float], fewer: list[in
     return rows
 
 
+RUN = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")  # this process's rows
+
+
 def _stamp() -> dict:
-    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    return {"run": RUN, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores (shared), torch {torch.__version__}, "
                        f"{torch.get_num_threads()} thread(s)"}
 
@@ -88,6 +96,62 @@ def bench_random(args) -> list[dict]:
                   **_stamp()}
         rows.append(result)
         print(json.dumps(result), flush=True)
+    return rows
+
+
+def bench_unet(args) -> list[dict]:
+    """DeepCache on the tiny LaVie U-Nets (weights of the official-parity fixtures), DDIM-50 reference."""
+    from latte.official import load_lavie
+    from latte.sampling import sample_loop
+    from latte.sampling.cache import count_model_calls, parse_cache
+    from latte.sampling.sources import linear_betas
+
+    from latte.models import UNet3D, unet3d_preset
+
+    betas = linear_betas()
+    rows = []
+    for stage in ("base", "interp", "vsr", "base-4-levels"):
+        if stage == "base-4-levels":  # the LaVie base layout (4 levels, 2 ResBlocks each), narrow, random init
+            torch.manual_seed(0)
+            model = UNet3D(unet3d_preset("lavie-base", block_out_channels=(64, 128, 128, 128), num_heads=2,
+                                         cross_attention_dim=64)).eval()
+            d = {"x": torch.randn(1, 4, 8, 16, 16), "encoder_hidden_states": torch.randn(1, 8, 64)}
+        else:
+            d = torch.load(HERE.parent / "tests" / "fixtures" / "reference" / f"lavie_{stage}_tiny.pt",
+                           weights_only=True)
+            model = load_lavie({"ema": d["state_dict"]} if stage == "vsr" else d["state_dict"], stage,
+                               d["config"]).model.eval()
+        text = d["encoder_hidden_states"]
+        x = d["x"] if "x" in d else d["x_t"]
+        kw = {"low_res": d["low_res"], "class_labels": d["noise_level"]} if stage == "vsr" else {}
+        cond = d.get("cond")  # interpolation: condition latents concatenated on C
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+        prediction = "v_prediction" if stage == "vsr" else "epsilon"
+        grid = [dict(sampler="ddim", steps=50, cache="none")]
+        grid += [dict(sampler="ddim", steps=50, cache=f"deepcache:{n}") for n in args.intervals]
+        grid += [dict(sampler=name, steps=n, cache="none") for name in ("ddim", "dpm-solver") for n in args.fewer
+                 if (name, n) != ("ddim", 50)]
+        reference = None
+        for row in grid:
+            calls = count_model_calls(row["sampler"], row["steps"], betas)
+            cache = parse_cache(row["cache"])
+            forward = cache.session(model, x.shape[0], calls) if cache else model
+
+            def model_fn(xt, t):
+                return forward(xt if cond is None else torch.cat([xt, cond], dim=1), t, text, **kw)
+
+            start, cpu = time.perf_counter(), time.process_time()
+            out = sample_loop(model_fn, noise, row["sampler"], row["steps"], betas, learn_sigma=False,
+                              prediction_type=prediction)
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+            if reference is None:
+                reference = (out, seconds, cpu)
+            result = {"bench": "unet", "model": f"tiny lavie-{stage} {tuple(x.shape)}", **row, "model_calls": calls,
+                      "evaluations": float(forward.computed[0]) if cache else float(calls), "seconds": seconds,
+                      "cpu_seconds": cpu, "speedup": reference[2] / cpu, "wall_speedup": reference[1] / seconds,
+                      "rel_diff": ((out - reference[0]).norm() / reference[0].norm()).item(), **_stamp()}
+            rows.append(result)
+            print(json.dumps(result), flush=True)
     return rows
 
 
@@ -140,9 +204,7 @@ def plot(path: Path = PLOT) -> None:
     panels = [p for p in panels if any(r["bench"] == p[0] and p[1] in r for r in rows)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
     for ax, (bench, key, title) in zip(axes[0], panels):
-        chosen = [r for r in rows if r["bench"] == bench and key in r]
-        latest = max(r["date"] for r in chosen)
-        chosen = [r for r in chosen if r["date"][:13] == latest[:13]]  # the latest run
+        chosen = _latest([r for r in rows if r["bench"] == bench and key in r])
         for label, pick, marker in (("TeaCache", lambda r: r["cache"] != "none", "o"),
                                     ("DDIM, fewer steps", lambda r: r["cache"] == "none" and r["sampler"] == "ddim",
                                      "s"),
@@ -166,18 +228,23 @@ def plot(path: Path = PLOT) -> None:
     print(f"wrote {path}")
 
 
+def _latest(rows: list[dict]) -> list[dict]:
+    """The rows of the latest run (one process of this script)."""
+    last = max(r["run"] for r in rows)
+    return [r for r in rows if r["run"] == last]
+
+
 def table(bench: str) -> str:
     """A markdown table of the latest run of ``bench``."""
     rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r["bench"] == bench]
-    latest = max(r["date"] for r in rows)[:13]
-    rows = [r for r in rows if r["date"][:13] == latest]
-    extra = ["rel_diff"] if bench == "random" else ["accuracy_train", "accuracy_heldout", "synthetic_fvd"]
+    rows = _latest([r for r in rows if r["bench"] == bench])
+    extra = ["accuracy_train", "accuracy_heldout", "synthetic_fvd"] if bench == "quickstart" else ["rel_diff"]
     head = ["setting", "model calls", "evaluations / video", "CPU s", "speed-up (CPU)", "wall s",
             "speed-up (wall)", *extra]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         name = f"{r['sampler']}-{r['steps']}" + ("" if r["cache"] == "none" else f" + {r['cache']}")
+        name = f"{r['model']}: {name}" if bench == "unet" else name
         vals = [name, str(r["model_calls"]), f"{r['evaluations']:.1f}", f"{r['cpu_seconds']:.1f}",
                 f"{r['speedup']:.2f}x", f"{r['seconds']:.1f}", f"{r['wall_speedup']:.2f}x", *(f"{r[k]:.4f}" if k == "rel_diff" else f"{r[k]:.3f}" for k in extra)]
         lines.append("| " + " | ".join(vals) + " |")
@@ -186,25 +253,27 @@ def table(bench: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("bench", choices=["random", "quickstart", "plot", "table"])
+    ap.add_argument("bench", choices=["random", "unet", "quickstart", "plot", "table"])
     ap.add_argument("--setup", default="S/2", help="random: Latte preset size (S/2, B/2, XL/2)")
     ap.add_argument("--frames", type=int, default=4)
     ap.add_argument("--size", type=int, default=8, help="latent height/width")
     ap.add_argument("--videos", type=int, default=1, help="random: videos per batch")
     ap.add_argument("--thresholds", default="0,0.05,0.1,0.2,0.3")
     ap.add_argument("--fewer", default="10,20,25,50", help="fewer-step baselines (DDIM and DPM-Solver++)")
+    ap.add_argument("--intervals", default="1,2,3,5", help="unet: DeepCache full-step intervals")
     ap.add_argument("--run", default="/work/qs_main", help="quickstart output folder")
     ap.add_argument("--work", default=None, help="quickstart: folder for the sampled videos (default: a temp dir)")
     ap.add_argument("--table-of", default="random", help="table: which bench")
     args = ap.parse_args()
     args.thresholds = [float(x) for x in args.thresholds.split(",") if x]
     args.fewer = [int(x) for x in args.fewer.split(",") if x]
+    args.intervals = [int(x) for x in args.intervals.split(",") if x]
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if args.bench == "plot":
         return plot()
     if args.bench == "table":
         return print(table(args.table_of))
-    rows = bench_random(args) if args.bench == "random" else bench_quickstart(args)
+    rows = {"random": bench_random, "unet": bench_unet, "quickstart": bench_quickstart}[args.bench](args)
     with open(RESULTS, "a") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
