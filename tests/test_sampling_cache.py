@@ -307,3 +307,17 @@ def test_caches_refuse_the_wrong_model():
     assert parse_cache("deepcache:3") == DeepCache(3) and parse_cache("deepcache:2:2").spec() == "deepcache:2:2"
     with pytest.raises(ValueError, match="deepcache:INTERVAL"):
         parse_cache("deepcache:x")
+
+
+def test_rescale_polynomial_spec_round_trips_and_scales_the_decision():
+    cache = parse_cache("teacache:0.1:poly=2,0")
+    assert cache == TeaCache(0.1, (2.0, 0.0)) and parse_cache(cache.spec()) == cache
+    model = tiny_model(conditioning="class", num_classes=3)
+    pipe = LattePipeline(model, IdentityAutoencoder())
+    kw = dict(classes=[1], sampler="ddim", steps=25, cfg_scale=3.0, output_type="latent", progress=False)
+    doubled = pipe(cache="teacache:0.2:poly=2,0", **kw)  # 2·d against 0.2 decides as d against 0.1
+    plain = pipe(cache="teacache:0.1", **kw)
+    assert doubled.records[0]["cache_computed_calls"] == plain.records[0]["cache_computed_calls"]
+    torch.testing.assert_close(doubled.videos, plain.videos, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="poly= takes comma-separated numbers"):
+        parse_cache("teacache:0.1:poly=a,b")

@@ -5,7 +5,9 @@ A cache is a *configuration* (:class:`TeaCache`; ``None`` for no cache), written
 * ``"none"``                   no cache (every step runs the whole model);
 * ``"teacache:T"``             TeaCache with threshold ``T`` (e.g. ``teacache:0.1``); ``T = 0`` is the uncached
                                sampler exactly; larger is faster and less faithful;
-* ``"teacache:T:RESCALE"``     with a named rescaling polynomial from :data:`RESCALE_POLYNOMIALS`;
+* ``"teacache:T:RESCALE"``     with a named rescaling polynomial from :data:`RESCALE_POLYNOMIALS`, or
+                               ``poly=A,B,...`` its coefficients (highest power first, e.g. from
+                               :func:`fit_rescale`): ``teacache:0.1:poly=2.1,0.004``;
 * ``"deepcache:N[:LEVELS]"``   (LaVie U-Nets, :class:`DeepCache`) a full U-Net step every ``N`` calls; the calls
                                in between recompute only the ``LEVELS`` (default 1) outermost resolution levels
                                and reuse the deep features of the last full step. ``N = 1`` is uncached exactly.
@@ -74,21 +76,34 @@ RESCALE_POLYNOMIALS: dict[str, Optional[tuple[float, ...]]] = {
 @dataclass(frozen=True)
 class TeaCache:
     """TeaCache configuration: ``threshold`` on the accumulated (rescaled) relative L1 change of the first
-    block's modulated input; ``rescale``: a name of :data:`RESCALE_POLYNOMIALS` (``'none'``: raw change)."""
+    block's modulated input; ``rescale``: a name of :data:`RESCALE_POLYNOMIALS` (``'none'``: raw change) or
+    polynomial coefficients, highest power first."""
 
     threshold: float
-    rescale: str = "none"
+    rescale: Union[str, tuple[float, ...]] = "none"
 
     def __post_init__(self):
         if not self.threshold >= 0:
             raise ValueError(f"teacache threshold must be >= 0, got {self.threshold}")
-        if self.rescale not in RESCALE_POLYNOMIALS:
-            raise ValueError(f"unknown teacache rescale '{self.rescale}' (choose from: "
-                             f"{', '.join(RESCALE_POLYNOMIALS)})")
+        if isinstance(self.rescale, str):
+            if self.rescale not in RESCALE_POLYNOMIALS:
+                raise ValueError(f"unknown teacache rescale '{self.rescale}' (choose from: "
+                                 f"{', '.join(RESCALE_POLYNOMIALS)}, or poly=A,B,... coefficients)")
+        else:
+            object.__setattr__(self, "rescale", tuple(float(c) for c in self.rescale))
+            if not self.rescale:
+                raise ValueError("teacache rescale polynomial: no coefficients")
+
+    @property
+    def coefficients(self) -> Optional[tuple[float, ...]]:
+        """The rescaling polynomial (highest power first), None for no rescaling."""
+        return RESCALE_POLYNOMIALS[self.rescale] if isinstance(self.rescale, str) else self.rescale
 
     def spec(self) -> str:
         """The compact string form, e.g. ``'teacache:0.1'`` (what sidecars record and ``--cache`` takes)."""
         text = f"teacache:{self.threshold:g}"
+        if isinstance(self.rescale, tuple):
+            return f"{text}:poly=" + ",".join(f"{c:.6g}" for c in self.rescale)
         return text if self.rescale == "none" else f"{text}:{self.rescale}"
 
     def session(self, model: Latte, num_videos: int, num_calls: int) -> "TeaCacheSession":
@@ -146,7 +161,13 @@ def parse_cache(spec: CacheLike) -> Union[None, TeaCache, DeepCache]:
         threshold = float(parts[0])
     except ValueError:
         raise ValueError(f"cache '{spec}': threshold '{parts[0]}' is not a number") from None
-    return TeaCache(threshold, parts[1] if len(parts) == 2 else "none")
+    rescale = parts[1] if len(parts) == 2 else "none"
+    if rescale.startswith("poly="):
+        try:
+            return TeaCache(threshold, tuple(float(c) for c in rescale[len("poly="):].split(",")))
+        except ValueError:
+            raise ValueError(f"cache '{spec}': poly= takes comma-separated numbers") from None
+    return TeaCache(threshold, rescale)
 
 
 def cache_spec(cache: CacheLike) -> str:
@@ -206,7 +227,7 @@ class TeaCacheSession:
                              f"{num_calls}")
         self.model, self.config = model, config
         self.num_videos, self.num_calls = num_videos, num_calls
-        coeffs = RESCALE_POLYNOMIALS[config.rescale]
+        coeffs = config.coefficients
         self.poly = None if coeffs is None else np.asarray(coeffs, dtype=np.float64)
         self.calls = 0
         self.computed = [0] * num_videos
