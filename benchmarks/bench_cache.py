@@ -160,7 +160,7 @@ def bench_quickstart(args) -> list[dict]:
     from latte.sampling.cache import count_model_calls
     from latte.sampling.outputs import save_videos
 
-    qs = Quickstart(out=args.run, progress=False, log=lambda _: None)
+    qs = Quickstart(out=args.run, budget=args.budget, progress=False, log=lambda _: None)
     pipe = LattePipeline.from_run(qs.paths["latte"])
     prompt_sets = qs._prompt_sets()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_cache_"))
@@ -262,6 +262,7 @@ def main() -> None:
     ap.add_argument("--fewer", default="10,20,25,50", help="fewer-step baselines (DDIM and DPM-Solver++)")
     ap.add_argument("--intervals", default="1,2,3,5", help="unet: DeepCache full-step intervals")
     ap.add_argument("--run", default="/work/qs_main", help="quickstart output folder")
+    ap.add_argument("--budget", default="full", help="quickstart: the budget the run was made with (prompt sets)")
     ap.add_argument("--work", default=None, help="quickstart: folder for the sampled videos (default: a temp dir)")
     ap.add_argument("--table-of", default="random", help="table: which bench")
     args = ap.parse_args()
