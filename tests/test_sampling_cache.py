@@ -185,12 +185,14 @@ def test_fit_rescale_recovers_a_polynomial_from_uncached_traces():
     assert len(coeffs) == 2 and np.abs(np.polyval(coeffs, xs) - ys).mean() <= np.abs(ys - ys.mean()).mean()
 
 
-def test_cli_rejects_a_bad_cache_spec(tmp_path):
+def test_cli_rejects_a_bad_cache_spec(tmp_path, capsys):
+    from latte.cli import main
+
     write_run(tmp_path / "run")
-    cmd = [sys.executable, "-m", "latte", "sample", "--checkpoint", str(tmp_path / "run"), "--class", "bird",
-           "--out", str(tmp_path / "out"), "--cache", "teacache:x", "--device", "cpu", "--quiet"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=_env())
-    assert res.returncode == 2 and "threshold 'x' is not a number" in res.stderr
+    code = main(["sample", "--checkpoint", str(tmp_path / "run"), "--class", "bird", "--out", str(tmp_path / "out"),
+                 "--cache", "teacache:x", "--device", "cpu", "--quiet"])
+    assert code == 2 and "threshold 'x' is not a number" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def _env():
