@@ -15,7 +15,8 @@ final latents from the reference's (same seeds).
 official-parity test fixtures) and a narrow random-init U-Net with the LaVie base layout (4 levels, 2 ResBlocks
 each, 8 × 16² latents), DeepCache intervals vs DDIM-50 uncached, with the same fewer-step baselines.
 
-``quickstart``: the quickstart's trained text-to-video model. The reference is DDIM-50 / CFG 4 uncached; for
+``quickstart``: the quickstart's trained text-to-video model. The reference is DDIM-50 / CFG 4 uncached
+(``--reference``); for
 every setting it samples the quickstart's prompt sets (training and held-out combinations), then evaluates
 them as ``latte quickstart``'s eval stage does (joint attribute accuracy on both sets, synthetic FVD).
 
@@ -24,6 +25,7 @@ Raw rows go to ``benchmarks/cache_results.jsonl``; the plot to ``benchmarks/cach
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -170,12 +172,17 @@ def bench_quickstart(args) -> list[dict]:
     from latte.sampling.outputs import save_videos
 
     qs = Quickstart(out=args.run, budget=args.budget, progress=False, log=lambda _: None)
-    pipe = LattePipeline.from_run(qs.paths["latte"])
+    if args.per_combo:  # fewer videos per combination than the quickstart's eval (faster, noisier)
+        qs.budget = dataclasses.replace(qs.budget, samples_per_combo=args.per_combo[0],
+                                        heldout_per_combo=args.per_combo[1])
+    checkpoint = args.checkpoint or qs.paths["latte"]
+    pipe = LattePipeline.from_run(checkpoint)
     prompt_sets = qs._prompt_sets()
     _warm_up(pipe.betas)
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_cache_"))
     rows, reference = [], None
-    for row in settings(("ddim", 50), args.thresholds, args.fewer):
+    sampler, steps = args.reference.split(":")
+    for row in settings((sampler, int(steps)), args.thresholds, args.fewer):
         name = f"{row['sampler']}{row['steps']}-{row['cache'].replace(':', '')}"
         qs.paths = {**qs.paths, "samples": work / name, "eval": work / name / "eval"}
         seconds, cpu, records = 0.0, 0.0, []
@@ -190,7 +197,7 @@ def bench_quickstart(args) -> list[dict]:
         quality = qs.stage_eval()
         if reference is None:
             reference = (seconds, cpu)
-        result = {"bench": "quickstart", "model": str(args.run), **row, "model_calls": calls,
+        result = {"bench": "quickstart", "model": str(checkpoint), **row, "model_calls": calls,
                   "evaluations": _computed(records, calls), "seconds": seconds, "cpu_seconds": cpu,
                   "speedup": reference[1] / cpu, "wall_speedup": reference[0] / seconds,
                   "videos": len(records), "accuracy_train": quality["accuracy_train"]["joint"],
@@ -210,28 +217,38 @@ def plot(path: Path = PLOT) -> None:
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
-    panels = [("random", "rel_diff", "relative difference from reference (random weights)"),
-              ("quickstart", "synthetic_fvd", "synthetic FVD (quickstart model)"),
-              ("quickstart", "accuracy_heldout", "held-out joint accuracy (quickstart)")]
+    panels = [("random", "rel_diff", "Latte-S/2 (random weights): rel. difference\nfrom uncached DDPM-250", ""),
+              ("unet", "rel_diff", "LaVie-base layout U-Net (4 levels, narrow):\nrel. difference from uncached DDIM-50",
+               "4-levels"),
+              ("quickstart", "synthetic_fvd", "quickstart T2V model: synthetic FVD", ""),
+              ("quickstart", "accuracy_train", "quickstart: joint accuracy, training combinations", ""),
+              ("quickstart", "accuracy_heldout", "quickstart: joint accuracy, held-out combinations", "")]
     panels = [p for p in panels if any(r["bench"] == p[0] and p[1] in r for r in rows)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
-    for ax, (bench, key, title) in zip(axes[0], panels):
-        chosen = _latest([r for r in rows if r["bench"] == bench and key in r])
-        for label, pick, marker in (("TeaCache", lambda r: r["cache"] != "none", "o"),
-                                    ("DDIM, fewer steps", lambda r: r["cache"] == "none" and r["sampler"] == "ddim",
-                                     "s"),
+    cols = min(3, len(panels))
+    rows_n = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5.2 * cols, 4 * rows_n), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (bench, key, title, model) in zip(axes.flat, panels):
+        chosen = _latest([r for r in rows if r["bench"] == bench and key in r and model in r["model"]])
+        for label, pick, marker in (("step cache", lambda r: r["cache"] != "none", "o"),
+                                    ("DDIM, fewer steps", lambda r: r["cache"] == "none" and r["sampler"] == "ddim"
+                                     and r["speedup"] != 1.0, "s"),
                                     ("DPM-Solver++, fewer steps",
                                      lambda r: r["cache"] == "none" and r["sampler"] == "dpm-solver", "^"),
-                                    ("DDPM-250 (reference)", lambda r: r["cache"] == "none" and r["sampler"] == "ddpm",
-                                     "*")):
+                                    ("uncached reference",
+                                     lambda r: r["speedup"] == 1.0 and r["cache"] == "none", "*")):
             pts = sorted((r for r in chosen if pick(r)), key=lambda r: r["speedup"])
             if not pts:
                 continue
             ax.plot([r["speedup"] for r in pts], [r[key] for r in pts], marker=marker, label=label)
             for r in pts:
-                tag = r["cache"].removeprefix("teacache:") if r["cache"] != "none" else str(r["steps"])
+                tag = r["cache"].split(":", 1)[1] if r["cache"] != "none" else str(r["steps"])
                 ax.annotate(tag, (r["speedup"], r[key]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
+        if key == "rel_diff":
+            ax.set_yscale("symlog", linthresh=1e-4)
+            ax.set_ylim(0, 3 * max(r[key] for r in chosen))
         ax.set_xlabel("speed-up vs uncached reference (process CPU time, 1 thread)")
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
@@ -258,7 +275,8 @@ def table(bench: str) -> str:
         name = f"{r['sampler']}-{r['steps']}" + ("" if r["cache"] == "none" else f" + {r['cache']}")
         name = f"{r['model']}: {name}" if bench == "unet" else name
         vals = [name, str(r["model_calls"]), f"{r['evaluations']:.1f}", f"{r['cpu_seconds']:.1f}",
-                f"{r['speedup']:.2f}x", f"{r['seconds']:.1f}", f"{r['wall_speedup']:.2f}x", *(f"{r[k]:.4f}" if k == "rel_diff" else f"{r[k]:.3f}" for k in extra)]
+                f"{r['speedup']:.2f}x", f"{r['seconds']:.1f}", f"{r['wall_speedup']:.2f}x",
+                *(f"{r[k]:.4f}" if k == "rel_diff" else f"{r[k]:.3f}" for k in extra)]
         lines.append("| " + " | ".join(vals) + " |")
     return "\n".join(lines)
 
@@ -274,6 +292,11 @@ def main() -> None:
     ap.add_argument("--fewer", default="10,20,25,50", help="fewer-step baselines (DDIM and DPM-Solver++)")
     ap.add_argument("--intervals", default="1,2,3,5", help="unet: DeepCache full-step intervals")
     ap.add_argument("--run", default="/work/qs_main", help="quickstart output folder")
+    ap.add_argument("--checkpoint", default=None, help="quickstart: a checkpoint directory of the run (default: "
+                                                       "the latest)")
+    ap.add_argument("--reference", default="ddim:50", help="quickstart: the uncached reference SAMPLER:STEPS")
+    ap.add_argument("--per-combo", default=None, help="quickstart: videos per training,held-out combination "
+                                                      "(default: the quickstart's 6,8)")
     ap.add_argument("--budget", default="full", help="quickstart: the budget the run was made with (prompt sets)")
     ap.add_argument("--work", default=None, help="quickstart: folder for the sampled videos (default: a temp dir)")
     ap.add_argument("--table-of", default="random", help="table: which bench")
@@ -281,6 +304,7 @@ def main() -> None:
     args.thresholds = [float(x) for x in args.thresholds.split(",") if x]
     args.fewer = [int(x) for x in args.fewer.split(",") if x]
     args.intervals = [int(x) for x in args.intervals.split(",") if x]
+    args.per_combo = [int(x) for x in args.per_combo.split(",")] if args.per_combo else None
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if args.bench == "plot":
         return plot()

@@ -64,8 +64,8 @@ from latte.models.unet3d import UNet3D, UNetContext
 from latte.models.unet3d import run as run_block
 from latte.sampling.samplers import OFFICIAL_SAMPLERS, check_sampler, make_scheduler
 
-__all__ = ["TeaCache", "TeaCacheSession", "DeepCache", "DeepCacheSession", "CacheLike", "parse_cache", "cache_spec", "count_model_calls",
-           "fit_rescale", "RESCALE_POLYNOMIALS"]
+__all__ = ["TeaCache", "TeaCacheSession", "DeepCache", "DeepCacheSession", "CacheLike", "parse_cache", "cache_spec",
+           "count_model_calls", "fit_rescale", "RESCALE_POLYNOMIALS"]
 
 # name -> polynomial coefficients, highest power first (numpy.polyval order); None = no rescaling
 RESCALE_POLYNOMIALS: dict[str, Optional[tuple[float, ...]]] = {
