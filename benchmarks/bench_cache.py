@@ -92,7 +92,8 @@ def bench_random(args) -> list[dict]:
     kw = dict(classes=list(range(args.videos)), seed=0, cfg_scale=4.0, output_type="latent", progress=False,
               batch_size=args.videos)
     rows, reference = [], None
-    for row in settings(("ddpm", 250), args.thresholds, args.fewer):
+    sampler, steps = (args.reference or "ddpm:250").split(":")
+    for row in settings((sampler, int(steps)), args.thresholds, args.fewer):
         start, cpu = time.perf_counter(), time.process_time()
         out = pipe(sampler=row["sampler"], steps=row["steps"], cache=row["cache"], **kw)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -181,7 +182,7 @@ def bench_quickstart(args) -> list[dict]:
     _warm_up(pipe.betas)
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_cache_"))
     rows, reference = [], None
-    sampler, steps = args.reference.split(":")
+    sampler, steps = (args.reference or "ddim:50").split(":")
     for row in settings((sampler, int(steps)), args.thresholds, args.fewer):
         name = f"{row['sampler']}{row['steps']}-{row['cache'].replace(':', '')}"
         qs.paths = {**qs.paths, "samples": work / name, "eval": work / name / "eval"}
@@ -217,7 +218,8 @@ def plot(path: Path = PLOT) -> None:
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
-    panels = [("random", "rel_diff", "Latte-S/2 (random weights): rel. difference\nfrom uncached DDPM-250", ""),
+    panels = [("random", "rel_diff", "Latte-S/2 (random weights): rel. difference\nfrom the uncached reference",
+               ""),
               ("unet", "rel_diff", "LaVie-base layout U-Net (4 levels, narrow):\nrel. difference from uncached DDIM-50",
                "4-levels"),
               ("quickstart", "synthetic_fvd", "quickstart T2V model: synthetic FVD", ""),
@@ -294,7 +296,8 @@ def main() -> None:
     ap.add_argument("--run", default="/work/qs_main", help="quickstart output folder")
     ap.add_argument("--checkpoint", default=None, help="quickstart: a checkpoint directory of the run (default: "
                                                        "the latest)")
-    ap.add_argument("--reference", default="ddim:50", help="quickstart: the uncached reference SAMPLER:STEPS")
+    ap.add_argument("--reference", default=None, help="the uncached reference SAMPLER:STEPS (default: ddpm:250 "
+                                                     "random, ddim:50 quickstart)")
     ap.add_argument("--per-combo", default=None, help="quickstart: videos per training,held-out combination "
                                                       "(default: the quickstart's 6,8)")
     ap.add_argument("--budget", default="full", help="quickstart: the budget the run was made with (prompt sets)")
