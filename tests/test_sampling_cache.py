@@ -10,7 +10,7 @@ import torch
 
 from latte.encoders.autoencoders import IdentityAutoencoder
 from latte.sampling import SAMPLERS, LattePipeline, save_videos
-from latte.sampling.cache import TeaCache, count_model_calls, fit_rescale, parse_cache
+from latte.sampling.cache import TeaCache, cache_spec, count_model_calls, fit_rescale, parse_cache
 from test_core_model import randomize, tiny
 from test_sampling_multiprocess import torchrun
 from test_sampling_pipeline import tiny_model, write_run
@@ -160,6 +160,7 @@ def test_text_model_with_guidance_and_sidecar_records(tmp_path):
 def test_cache_specs_and_errors():
     assert parse_cache(None) is None and parse_cache("none") is None and parse_cache(" None ") is None
     assert parse_cache("teacache:0.1") == TeaCache(0.1) and parse_cache(TeaCache(0.2)).spec() == "teacache:0.2"
+    assert cache_spec(None) == "none" and cache_spec("TeaCache:0.10") == "teacache:0.1"
     with pytest.raises(ValueError, match="unknown kind 'deepcach'"):
         parse_cache("deepcach:3")
     with pytest.raises(ValueError, match="threshold 'fast' is not a number"):
