@@ -10,11 +10,11 @@ see frames as batch items. Frame-spanning GroupNorms (ResBlocks, output norm), t
 attention regroup it. Transformer tokens are ``(B·F, H·W, C)`` (spatial) or ``(B·H·W, F, C)`` (temporal).
 
 Per level (down i, mid, up i), as the official code:
-    down:  [ResBlock → Transformer3D?] × layers_per_block → Downsample (not the last level) → TemporalModule?
-    mid:   ResBlock → Transformer3D → ResBlock → TemporalModule?
-    up:    [concat skip → ResBlock → Transformer3D?] × (layers_per_block+1) → Upsample (not last) → TemporalModule?
-Skips: the conv_in output, every down ResBlock/transformer output and every downsampler output (not the temporal
-modules'), consumed last-in first-out.
+    down:  [ResBlock → Transformer3D?] × layers_per_block → Downsample (not the last level) → Temporal?
+    mid:   ResBlock → Transformer3D → ResBlock → Temporal?
+    up:    [concat skip → ResBlock → Transformer3D?] × (layers_per_block+1) → Upsample (not last) → Temporal?
+(Temporal? = the VSR temporal module.) Skips: the conv_in output, every down ResBlock/transformer output and every
+downsampler output (not the temporal modules'), consumed last-in first-out.
 
 Joint image-video input (``num_images`` > 0): the last ``num_images`` frames are independent images. Every
 per-frame layer runs on them as on video frames; what mixes frames skips them: temporal attention, temporal
@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from latte.config import from_dict, to_dict
+from latte.io import load_state_dict_strict, read_state_dict
 from latte.models.config import UNet3DConfig
 from latte.models.layers import GEGLUFeedForward, apply_rope, attend, merge_heads, rope_tables, split_heads, \
     timestep_embedding
@@ -630,7 +631,7 @@ class UNet3D(nn.Module):
             if class_labels is None:
                 raise ValueError("this U-Net is conditioned on a noise level: pass class_labels, (B,) integers")
             labels = torch.as_tensor(class_labels, device=sample.device).reshape(-1).expand(b)
-            if bool((labels > cfg.max_noise_level).any()):
+            if labels.device.type != "meta" and bool((labels > cfg.max_noise_level).any()):
                 raise ValueError(f"noise level (class_labels) must be <= {cfg.max_noise_level}, got "
                                  f"{labels.tolist()}")
             temb = temb + self.class_embedding(labels).to(temb.dtype)
@@ -664,8 +665,6 @@ class UNet3D(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: Union[str, Path], device="cpu", **overrides) -> "UNet3D":
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         cfg_path, weights = directory / "config.json", directory / "model.safetensors"
         for pth in (cfg_path, weights):
@@ -675,7 +674,7 @@ class UNet3D(nn.Module):
         data = json.loads(cfg_path.read_text())
         data.update(overrides)
         model = cls(from_dict(UNet3DConfig, data))
-        model.load_state_dict(load_file(str(weights), device=str(device)))
+        load_state_dict_strict(model, read_state_dict(weights), str(weights))
         return model.to(device)
 
 
