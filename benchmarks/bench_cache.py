@@ -2,6 +2,9 @@
 
     OMP_NUM_THREADS=1 python benchmarks/bench_cache.py random --setup S/2 --frames 4 --size 8
     OMP_NUM_THREADS=1 python benchmarks/bench_cache.py unet
+    python benchmarks/bench_cache.py random --device cuda --setup XL/2 --frames 16 --size 32 --reference ddim:50
+    python benchmarks/bench_cache.py random --device cuda --dtype float16 --setup T2V --frames 16 --size 64 \
+        --reference ddim:50
     OMP_NUM_THREADS=1 python benchmarks/bench_cache.py quickstart --run /work/qs_main
     python benchmarks/bench_cache.py plot            # benchmarks/cache_speed_quality.png from the results
 
@@ -78,33 +81,58 @@ def _computed(records: list[dict], calls_uncached: int) -> float:
     return sum(done) / len(done)
 
 
+class RandomText:
+    """Stand-in text encoder for speed runs of text-to-video models: fixed random features ``(B, 120, dim)``."""
+
+    def __init__(self, dim: int, length: int = 120):
+        self.dim, self.length = dim, length
+
+    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(0)
+        return (torch.randn(len(prompts), self.length, self.dim, generator=g),
+                torch.ones(len(prompts), self.length, dtype=torch.bool))
+
+    def null_embedding(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(1, self.length, self.dim), torch.ones(1, self.length, dtype=torch.bool)
+
+    def identity(self) -> dict:
+        return {"kind": "random-features", "dim": self.dim}
+
+
 def bench_random(args) -> list[dict]:
     from setups import PATHS, Setup, build_model
 
     from latte.sampling.cache import count_model_calls
 
-    setup = Setup(f"{args.setup}-f{args.frames}-s{args.size}",
-                  dict(preset=f"Latte-{args.setup}", conditioning="class", num_classes=101), frames=args.frames,
-                  size=args.size)
-    model = build_model(setup, PATHS["sdpa"], torch.device("cpu"))
-    pipe = LattePipeline(model)
+    text = args.setup == "T2V"  # Latte-1 text-to-video: stand-in text features
+    model_cfg = dict(preset="Latte-T2V") if text else dict(preset=f"Latte-{args.setup}", conditioning="class",
+                                                            num_classes=101)
+    setup = Setup(f"{args.setup}-f{args.frames}-s{args.size}", model_cfg, frames=args.frames, size=args.size)
+    device = torch.device(args.device)
+    model = build_model(setup, PATHS["sdpa"], device)
+    pipe = LattePipeline(model, text_encoder=RandomText(model.config.text_dim) if text else None, device=device,
+                         dtype=args.dtype)
     _warm_up(pipe.betas)
-    kw = dict(classes=list(range(args.videos)), seed=0, cfg_scale=4.0, output_type="latent", progress=False,
-              batch_size=args.videos)
+    kw = dict(seed=0, cfg_scale=4.0, output_type="latent", progress=False, batch_size=args.videos)
+    kw.update(prompts=["a video"] * args.videos) if text else kw.update(classes=list(range(args.videos)))
     rows, reference = [], None
     sampler, steps = (args.reference or "ddpm:250").split(":")
     for row in settings((sampler, int(steps)), args.thresholds, args.fewer):
         start, cpu = time.perf_counter(), time.process_time()
         out = pipe(sampler=row["sampler"], steps=row["steps"], cache=row["cache"], **kw)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         calls = count_model_calls(row["sampler"], row["steps"], pipe.betas)
         if reference is None:
             reference = (out.videos, seconds, cpu)
         rel = ((out.videos - reference[0]).norm() / reference[0].norm()).item()
-        result = {"bench": "random", "model": setup.name, **row, "model_calls": calls,
+        # CPU: process CPU time (1 thread, robust to other jobs); GPU: wall time
+        speedup = reference[2] / cpu if device.type == "cpu" else reference[1] / seconds
+        result = {"bench": "random", "model": setup.name, "device": str(device), **row, "model_calls": calls,
                   "evaluations": _computed(out.records, calls), "seconds": seconds, "cpu_seconds": cpu,
-                  "speedup": reference[2] / cpu, "wall_speedup": reference[1] / seconds, "rel_diff": rel,
-                  **_stamp()}
+                  "seconds_per_video": seconds / args.videos, "speedup": speedup,
+                  "wall_speedup": reference[1] / seconds, "rel_diff": rel, **_stamp()}
         rows.append(result)
         print(json.dumps(result), flush=True)
     return rows
@@ -286,7 +314,10 @@ def table(bench: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bench", choices=["random", "unet", "quickstart", "plot", "table"])
-    ap.add_argument("--setup", default="S/2", help="random: Latte preset size (S/2, B/2, XL/2)")
+    ap.add_argument("--setup", default="S/2", help="random: Latte preset (S/2, B/2, XL/2 class-conditional; T2V: "
+                                                 "Latte-1 text-to-video with stand-in text features)")
+    ap.add_argument("--device", default="cpu", help="random: cpu or cuda (GPU speed-ups use wall time)")
+    ap.add_argument("--dtype", default="float32", help="random: float16/bfloat16 on CUDA")
     ap.add_argument("--frames", type=int, default=4)
     ap.add_argument("--size", type=int, default=8, help="latent height/width")
     ap.add_argument("--videos", type=int, default=1, help="random: videos per batch")
