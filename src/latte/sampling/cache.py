@@ -41,14 +41,15 @@ it. Rows are grouped as ``copies × videos`` (row ``r`` belongs to video ``r % n
 Rescaling polynomial. The TeaCache paper fits, per model, a polynomial mapping the input change to the output
 change. We ship no third-party coefficients (we could not verify the published Latte-1 numbers); the default is
 no rescaling, and :func:`fit_rescale` fits one from an uncached sampling trace (``TeaCacheSession.trace``) --
-see BENCHMARKS.md.
+see BENCHMARKS.md (not yet fitted on a trained model).
 
 DeepCache on the U-Nets (:class:`DeepCache`, arXiv 2312.00858). A full call runs the U-Net and keeps, per row,
 the input of the up level that mirrors down level ``LEVELS − 1`` (the output of the deeper up levels). A cached
-call runs ``conv_in`` and the down levels ``0 … LEVELS − 1`` (their skips; not the last one's downsampler and
-temporal module, which feed the deep path), takes the kept deep features and runs the up levels
-``n − LEVELS … n − 1`` with the fresh skips, then the output head. The schedule depends only on the call
-index (full at calls ``0, N, 2N, …`` and at the last call), so it is the same for every row and batch.
+call runs ``conv_in`` and the down levels ``0 … LEVELS − 1`` for their skips (the last one's downsampled
+output, which feeds the deep path, is dropped; its temporal module is skipped), takes the kept deep features
+and runs the up levels ``n − LEVELS … n − 1`` with the fresh skips, then the output head. The schedule depends
+only on the call index (full at calls ``0, N, 2N, …`` and at the last call), so it is the same for every row
+and batch.
 """
 from __future__ import annotations
 
