@@ -68,8 +68,8 @@ def run(args) -> int:
     dist = setup_distributed(device)
     try:
         prompts = read_prompts(args.prompts) if args.prompts else args.prompt
-        ensure_writable_dir(args.out)  # before minutes of model loading
         parse_cache(args.cache)  # a bad spec fails before the model loads
+        ensure_writable_dir(args.out)  # before minutes of model loading
         pipe = LattePipeline.load(args.checkpoint, ema=not args.no_ema, device=dist.device, dtype=args.dtype,
                                   vae=args.vae, text_encoder=args.text_encoder, kind=args.kind)
         if args.truncate_text != "auto":
