@@ -90,14 +90,14 @@ def _main(argv: list[str]) -> int:
             os.kill(os.getpid(), signal.SIGTERM)
 
     if a.kill_in_save is not None:  # die after the first file of that checkpoint is on disk
-        real_fsync = ckpt._fsync_path
+        real_fsync = ckpt.fsync_path
 
         def dying_fsync(path):
             real_fsync(path)
             if f"step_{a.kill_in_save:07d}" in str(path):
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        ckpt._fsync_path = dying_fsync
+        ckpt.fsync_path = dying_fsync
     result = train(config, dataset=tiny_dataset(), resume=a.resume, on_step_end=on_step_end)
     print(json.dumps({"step": result.step, "stopped_by": result.stopped_by}))
     return 0

@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from latte.config import ConfigError, to_dict
+from latte.io import load_yaml_mapping
 from latte.training.config import RunConfig, save_run_config
 from latte.training.randomness import mix_seed, per_sample_draws
 from latte.models.lora import ADAPTER_FILE, has_lora, join_lora_state, save_lora, split_lora_state
@@ -257,9 +258,7 @@ class LatteTask(TaskBase):
             (Path(folder) / "class_names.json").write_text(json.dumps(list(class_names), indent=1) + "\n")
 
     def check_resume(self, checkpoint_dir: Path) -> None:
-        import yaml
-
-        saved = yaml.safe_load((checkpoint_dir / "run_config.yaml").read_text())
+        saved = load_yaml_mapping(checkpoint_dir / "run_config.yaml", "run config")
         mine = to_dict(self.config.model)
         if saved.get("model") != mine:
             diff = [k for k in set(saved.get("model", {})) | set(mine) if saved.get("model", {}).get(k) != mine.get(k)]
