@@ -8,7 +8,7 @@ from latte.models import Latte
 from latte.models.lora import ADAPTER_FILE, apply_lora_file, merge_lora
 from latte.sampling.pipeline import LattePipeline
 from latte.training.trainer import Trainer, train
-from test_train_common import build, state_of, tiny_config, tiny_dataset
+from helpers import build, state_of, tiny_config, tiny_dataset
 
 
 def _lora_config(tmp_path, **lora):

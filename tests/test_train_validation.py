@@ -8,7 +8,7 @@ from latte.config import ConfigError
 from latte.data.video_io import read_all_frames, write_mp4
 from latte.sampling.pipeline import LattePipeline
 from latte.training.trainer import Trainer
-from test_train_common import build, tiny_config
+from helpers import build, tiny_config
 
 PROMPTS = ["a red circle moving left", "a blue square"]
 
