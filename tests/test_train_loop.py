@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from latte.training import checkpoint as ckpt
-from latte.training.data_order import TensorItems
+from latte.data.loader import TensorItems
 from latte.training.guard import NonFiniteError
 from latte.training.trainer import Trainer, train
 from helpers import build, moving_blobs, state_of, tiny_config, tiny_dataset

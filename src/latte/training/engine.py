@@ -4,7 +4,7 @@ A :class:`~latte.training.tasks.Task` builds the model and turns a batch into a 
 One optimizer step = ``grad_accum`` micro-batches of ``batch_size`` items on every rank:
 
 1. batches: the task's dataset in the seeded, rank-sharded, resumable order of
-   :mod:`latte.training.data_order` (or, for tasks that draw their own batches, ``task.draw_batch(step)``);
+   :class:`latte.data.loader.ResumableLoader` (or, for tasks that draw their own batches, ``task.draw_batch(step)``);
 2. ``task.loss(model, batch, ctx)`` -> ``{"loss": scalar, ...}`` (the task draws per-sample randomness from
    ``ctx.step`` and runs the model under ``ctx.autocast()``); ``loss / grad_accum`` is back-propagated (DDP
    gradient sync only on the last micro-batch);
@@ -30,16 +30,16 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import torch
-from torch.utils.data import DataLoader
 
 from latte.config import ConfigError
 from latte.training import checkpoint as ckpt
-from latte.training.data_order import DataPosition, SeededItems, ShardedBatchSampler, batches_per_epoch, collate_items
+from latte.data.loader import DataPosition, ResumableLoader, batches_per_epoch
+from latte.seeding import seed_everything
 from latte.training.distributed import (all_gather_objects, all_reduce_mean, barrier, cleanup_distributed,
                                         setup_distributed)
 from latte.training.ema import create_ema, update_ema
 from latte.training.guard import NonFiniteError, NonFiniteGuard
-from latte.training.randomness import capture_rng_state, restore_rng_state, seed_everything
+from latte.training.randomness import capture_rng_state, restore_rng_state
 from latte.training.signals import GracefulStop
 from latte.training.trainable import apply_trainable
 
@@ -118,9 +118,11 @@ class Engine:
                               f"of {tc.batch_size} per rank on {self.dist.world_size} rank(s)")
         if self.dataset is None and tc.grad_accum != 1:
             raise ConfigError("train.grad_accum: this task draws one batch per step; use 1")
+        self.loader = None if self.dataset is None else ResumableLoader(
+            self.dataset, tc.batch_size, seed=tc.seed, num_workers=tc.num_workers,
+            pin_memory=self.device.type == "cuda", rank=self.dist.rank, world_size=self.dist.world_size)
 
         self.step = 0
-        self.position = DataPosition()
         self.guard = NonFiniteGuard(tc.max_nonfinite)
         resume_dir = self._resolve_resume(resume)
         if resume_dir is not None:  # weights before wrapping/sharding, optimizer state after
@@ -239,23 +241,17 @@ class Engine:
         return out
 
     # ---------------------------------------------------------------------------------------------- data
+    @property
+    def position(self) -> DataPosition:
+        """Where the data loader stands: ``(epoch, batches of it consumed)`` on this rank."""
+        return self.loader.position if self.loader is not None else DataPosition()
+
     def batches(self) -> Iterator:
-        """Endless stream of this rank's micro-batches, advancing ``self.position`` (the one training loader)."""
-        if self.dataset is None:  # the task draws a batch per optimizer step, keyed by the step
+        """Endless stream of this rank's micro-batches (the data loader's, advancing :attr:`position`)."""
+        if self.loader is None:  # the task draws a batch per optimizer step, keyed by the step
             while True:
                 yield self.task.draw_batch(self.step)
-        tc = self.train_cfg
-        items = SeededItems(self.dataset, tc.seed)
-        while True:
-            sampler = ShardedBatchSampler(len(self.dataset), tc.batch_size, rank=self.dist.rank,
-                                          world_size=self.dist.world_size, seed=tc.seed, epoch=self.position.epoch,
-                                          start_batch=self.position.batch)
-            loader = DataLoader(items, batch_sampler=sampler, num_workers=tc.num_workers, collate_fn=collate_items,
-                                pin_memory=self.device.type == "cuda")
-            for batch in loader:
-                self.position.batch += 1
-                yield batch
-            self.position = DataPosition(epoch=self.position.epoch + 1, batch=0)
+        yield from self.loader.batches()
 
     # --------------------------------------------------------------------------------------- checkpoints
     def _resolve_resume(self, resume: Optional[str]) -> Optional[Path]:
@@ -289,11 +285,13 @@ class Engine:
         tc, world = self.train_cfg, self.dist.world_size
         same_layout = (state["world_size"], state["batch_size"]) == (world, tc.batch_size)
         if same_layout:
-            self.position = DataPosition(**state["data"])
+            if self.loader is not None:
+                self.loader.position = DataPosition(**state["data"])
             restore_rng_state(state["rng"][self.dist.rank])
         else:  # continue after the same number of samples; exact resume needs the same layout
             seen = state["data"]["batch"] * state["batch_size"] * state["world_size"]
-            self.position = DataPosition(epoch=state["data"]["epoch"], batch=seen // (tc.batch_size * world))
+            if self.loader is not None:
+                self.loader.position = DataPosition(epoch=state["data"]["epoch"], batch=seen // (tc.batch_size * world))
             seed_everything(tc.seed + self.dist.rank + self.step)
             self.info(f"resuming with world size {world} x batch {tc.batch_size} (checkpoint: "
                       f"{state['world_size']} x {state['batch_size']}): continuing, but not bit-exactly")

@@ -29,7 +29,8 @@ from torch.utils.data import Dataset
 from latte.config import ConfigError, to_dict
 from latte.io import load_yaml_mapping
 from latte.training.config import RunConfig, save_run_config
-from latte.training.randomness import mix_seed, per_sample_draws
+from latte.seeding import mix_seed
+from latte.training.randomness import per_sample_draws
 from latte.models.lora import ADAPTER_FILE, has_lora, join_lora_state, save_lora, split_lora_state
 from latte.training.tasks import TaskBase
 
