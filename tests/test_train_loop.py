@@ -56,9 +56,7 @@ def test_nonfinite_steps_are_skipped_then_stop(tmp_path):
     latents[:] = float("nan")
     with pytest.raises(NonFiniteError, match="3 optimizer steps in a row"):
         train(build(tiny_config(tmp_path, max_steps=10, max_nonfinite=3, ckpt_every=1)), dataset=TensorItems(latents))
-    saved = ckpt.list_checkpoints(tmp_path / "checkpoints")
-    assert [s for s, _ in saved] == [1, 2]  # skipped steps never touch the weights, so these are fine
-    assert all(torch.isfinite(v).all() for _, p in saved for v in state_of(p).values())
+    assert ckpt.list_checkpoints(tmp_path / "checkpoints") == []  # no checkpoint while steps are skipped
     assert "skipped (non-finite" in (tmp_path / "log.txt").read_text()
 
 

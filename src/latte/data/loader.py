@@ -150,8 +150,10 @@ class ResumableLoader:
         kwargs = {}
         if num_workers > 0:
             kwargs = {"persistent_workers": persistent_workers, "prefetch_factor": prefetch_factor}
+        # its own generator: creating an iterator (each epoch, each resume) must not draw from the global RNG,
+        # so the RNG state of a resumed run equals an uninterrupted one
         self.loader = DataLoader(SeededItems(dataset, seed), batch_sampler=self.sampler, num_workers=num_workers,
-                                 collate_fn=collate_items,
+                                 collate_fn=collate_items, generator=torch.Generator().manual_seed(seed),
                                  pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory, **kwargs)
 
     def __len__(self) -> int:

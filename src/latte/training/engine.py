@@ -23,6 +23,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import resource
 import time
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ import torch
 from latte.config import ConfigError
 from latte.training import checkpoint as ckpt
 from latte.data.loader import DataPosition, ResumableLoader, batches_per_epoch
+from latte.io import atomic_write_text
 from latte.seeding import seed_everything
 from latte.training.distributed import (all_gather_objects, all_reduce_mean, barrier, cleanup_distributed,
                                         setup_distributed)
@@ -92,6 +94,7 @@ class Engine:
         self._log_handler = None
         self._window: dict = {}
         self.last_stats: Optional[dict] = None
+        self.last_healthy_checkpoint: Optional[Path] = None  # written (or resumed from) after an applied step
         self.on_step_end = on_step_end
         self.progress = progress
         self.wandb_cfg = wandb
@@ -260,7 +263,19 @@ class Engine:
                 raise ConfigError(f"train.run_dir: {self.run_dir} already holds checkpoints; continue it with "
                                   "--resume, or choose a new train.run_dir")
             return None
-        return ckpt.resolve_checkpoint(resume or self.run_dir)
+        path = Path(resume) if resume else self.run_dir
+        if path is None:
+            raise ConfigError("--resume without a path needs train.run_dir")
+        try:
+            found = ckpt.resolve_checkpoint(path)
+        except FileNotFoundError:
+            if self.run_dir is None or path.resolve() != self.run_dir.resolve() or not path.is_dir():
+                raise
+            self.info(f"--resume {path}: the run has no checkpoint yet (it stopped before the first one); "
+                      "starting it from scratch")
+            return None
+        self.last_healthy_checkpoint = found
+        return found
 
     def _load_weights(self, ckpt_dir: Path) -> None:
         self.task.load_weights(self.model, ckpt_dir / self.task.model_dir)
@@ -335,6 +350,7 @@ class Engine:
                 torch.save(train_state, tmp / ckpt.TRAIN_STATE)
 
             path = ckpt.write_checkpoint(self.ckpt_root, self.step, fill)
+            self.last_healthy_checkpoint = path
             ckpt.prune_checkpoints(self.ckpt_root, tc.keep_last, tc.keep_every)
             self.info(f"checkpoint {path}")
         barrier()
@@ -360,6 +376,7 @@ class Engine:
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             ckpt.remove_stale_tmp(self.ckpt_root)
+            _truncate_log(self.run_dir / "log.txt", self.step)  # steps after the resume point are replayed
             handler = logging.FileHandler(self.run_dir / "log.txt")
             handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
             log.addHandler(handler)
@@ -371,7 +388,8 @@ class Engine:
             self.task.save_config(self.run_dir)
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step or None)
+            # points after this step (from before a crash) are replayed: drop them, keep this step's own point
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step + 1)
             if self.wandb_cfg is not None and self.wandb_cfg.enabled:
                 self.wandb_run = _start_wandb(self.wandb_cfg, self.run_dir, self.task.config_dict())
         self._early_messages.clear()
@@ -445,7 +463,12 @@ class Engine:
                     stop_now = bool(all_reduce_mean(torch.tensor([float(stop.requested is not None)],
                                                                  device=self.device)).item() > 0)
                     if self.step % tc.ckpt_every == 0 or self.step == tc.max_steps or stop_now:
-                        last_ckpt = self.save_checkpoint() or last_ckpt
+                        if self.guard.consecutive == 0:
+                            last_ckpt = self.save_checkpoint() or last_ckpt
+                        else:  # the weights are those of the last applied step, whose checkpoint is kept
+                            self.info(f"step {self.step}: checkpoint not written (the last {self.guard.consecutive} "
+                                      f"step(s) were skipped as non-finite); last healthy checkpoint: "
+                                      f"{self.last_healthy_checkpoint or 'none'}")
                     every = self.task.validation_every
                     if every and self.step % every == 0:
                         self.validate()
@@ -456,6 +479,12 @@ class Engine:
                         self.info(f"stopped by {stopped_by} after step {self.step}; resume with "
                                   f"`{self.task.resume_command}`")
                         break
+        except NonFiniteError as e:
+            where = (f"Then resume from {self.last_healthy_checkpoint}, the last checkpoint written after a healthy "
+                     f"step (`{self.task.resume_command}`)." if self.last_healthy_checkpoint is not None
+                     else "There is no checkpoint to resume from: start the run again.")
+            self.info(f"{e} {where}")
+            raise NonFiniteError(f"{e} {where}") from None
         finally:
             self._stop_logging()
         return TrainResult(step=self.step, run_dir=self.run_dir, last_checkpoint=last_ckpt, stopped_by=stopped_by)
@@ -468,6 +497,18 @@ class Engine:
             self.info(f"validation samples: {', '.join(str(p) for p in paths)}")
         barrier()
         return paths
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Cut ``log.txt`` before its first line about an optimizer step after ``step`` (to be replayed now)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        m = re.search(r" step (\d+)[/:]", line)
+        if m and int(m.group(1)) > step:
+            atomic_write_text(path, "".join(lines[:i]))
+            return
 
 
 def _memory_gb(device: torch.device) -> float:
