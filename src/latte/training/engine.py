@@ -104,8 +104,9 @@ class Engine:
         self.ckpt_root = self.run_dir / "checkpoints" if self.run_dir else None
         self._configure_backends()
 
+        resume_dir = self._resolve_resume(resume)  # None also for a run stopped before its first checkpoint
         seed_everything(tc.seed)  # identical initial weights on every rank (FSDP does not broadcast them)
-        self.model = task.build_model(self.device, resume is not None)
+        self.model = task.build_model(self.device, resume_dir is not None)
         for message in getattr(task, "messages", []):
             self.info(message)
         self.model.to(self.device)
@@ -127,7 +128,6 @@ class Engine:
 
         self.step = 0
         self.guard = NonFiniteGuard(tc.max_nonfinite)
-        resume_dir = self._resolve_resume(resume)
         if resume_dir is not None:  # weights before wrapping/sharding, optimizer state after
             task.check_resume(resume_dir)
             self._load_weights(resume_dir)
