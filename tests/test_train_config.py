@@ -92,3 +92,22 @@ def test_every_shipped_config_is_package_data():
     files = [str(p.relative_to(SHIPPED_CONFIGS.parent)) for p in SHIPPED_CONFIGS.rglob("*.yaml")]
     assert len(files) >= 18 and "configs/quickstart/latte.yaml" in files
     assert all(any(fnmatch.fnmatch(f, g) and f.count("/") == g.count("/") for g in globs) for f in files), files
+
+
+@pytest.mark.parametrize("section,message", [
+    ({"lr": float("inf")}, "train.lr: expected a finite number"),
+    ({"lr": 1e38}, "train.lr: 1e+38 is out of range"),
+    ({"clip_grad_norm": float("nan")}, "train.clip_grad_norm: expected a finite number"),
+    ({"clip_grad_norm": 0}, "train.clip_grad_norm: 0.0 is out of range"),
+    ({"betas": [0.9, 1.0]}, "train.betas[1]: 1.0 is out of range"),
+    ({"ema_decay": 1.0}, "train.ema_decay: 1.0 is out of range"),
+    ({"max_steps": 0}, "train.max_steps: 0 is out of range"),
+    ({"lora": {"rank": 0}}, "train.lora.rank: 0 is out of range"),
+])
+def test_absurd_training_values_are_rejected_before_the_run_starts(tmp_path, section, message):
+    from latte.config import ConfigError, from_dict
+    from latte.training.config import RunConfig
+
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("+", r"\+")):
+        from_dict(RunConfig, {"train": {**section, "run_dir": str(tmp_path / "run")}})
+    assert not (tmp_path / "run").exists()

@@ -38,14 +38,10 @@ TextEncoderConfig = _section("latte.encoders.config", "TextEncoderConfig")
 class LoraConfig:
     """Low-rank adapters (``peft``) for ``train.trainable: lora``."""
 
-    rank: int = option(8, "rank r of each adapter (B A with A: r x in, B: out x r)")
-    alpha: float = option(8.0, "scale numerator: the adapter adds (alpha / rank) * B A x")
+    rank: int = option(8, "rank r of each adapter (B A with A: r x in, B: out x r)", min=1)
+    alpha: float = option(8.0, "scale numerator: the adapter adds (alpha / rank) * B A x", above=0)
     targets: list[str] = option(help="fnmatch patterns of the nn.Linear module names to adapt (a pattern also matches "
                                      "as a suffix); empty: the task's attention and MLP projections", factory=list)
-
-    def validate(self) -> None:
-        if self.rank < 1 or self.alpha <= 0:
-            raise ConfigError(f"train.lora: rank must be >= 1 and alpha > 0, got {self.rank}, {self.alpha}")
 
 
 @dataclasses.dataclass
@@ -54,41 +50,41 @@ class TrainConfig:
 
     run_dir: str = option("runs/latte", "directory of this run: resolved config, logs, TensorBoard, checkpoints, samples")
     seed: int = option(3407, "global seed; rank r seeds its generators with seed + r, per-sample noise is keyed by seed")
-    max_steps: int = option(1000, "number of optimizer steps to train for (the run ends at this step)")
-    batch_size: int = option(5, "videos per device per micro-step (official local_batch_size)")
-    grad_accum: int = option(1, "micro-steps accumulated per optimizer step; global batch = batch_size x grad_accum x world size")
-    lr: float = option(1e-4, "peak learning rate of AdamW")
-    betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
-    weight_decay: float = option(0.0, "AdamW decoupled weight decay")
-    eps: float = option(1e-8, "AdamW epsilon")
+    max_steps: int = option(1000, "number of optimizer steps to train for (the run ends at this step)", min=1)
+    batch_size: int = option(5, "videos per device per micro-step (official local_batch_size)", min=1)
+    grad_accum: int = option(1, "micro-steps accumulated per optimizer step; global batch = batch_size x grad_accum x world size", min=1)
+    lr: float = option(1e-4, "peak learning rate of AdamW", above=0, max=1)
+    betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas", min=0, below=1)
+    weight_decay: float = option(0.0, "AdamW decoupled weight decay", min=0)
+    eps: float = option(1e-8, "AdamW epsilon", above=0, max=1)
     lr_schedule: Literal["constant", "warmup", "cosine"] = option(
         "constant", "learning-rate schedule: constant; warmup (linear 0 -> lr over warmup_steps, then constant); "
                     "cosine (linear warmup, then cosine decay to min_lr at max_steps)")
-    warmup_steps: int = option(0, "linear warmup length in optimizer steps (warmup and cosine schedules)")
-    min_lr: float = option(0.0, "final learning rate of the cosine schedule")
-    clip_grad_norm: Optional[float] = option(0.1, "max global L2 norm of the gradients; null disables clipping (the norm is still logged)")
-    start_clip_step: int = option(0, "clip only from this optimizer step on (official start_clip_iter); before it the norm is only measured")
-    ema_decay: Optional[float] = option(0.9999, "decay of the float32 exponential moving average of the weights, updated after every optimizer step; null: no EMA")
+    warmup_steps: int = option(0, "linear warmup length in optimizer steps (warmup and cosine schedules)", min=0)
+    min_lr: float = option(0.0, "final learning rate of the cosine schedule", min=0, max=1)
+    clip_grad_norm: Optional[float] = option(0.1, "max global L2 norm of the gradients; null disables clipping (the norm is still logged)", above=0)
+    start_clip_step: int = option(0, "clip only from this optimizer step on (official start_clip_iter); before it the norm is only measured", min=0)
+    ema_decay: Optional[float] = option(0.9999, "decay of the float32 exponential moving average of the weights, updated after every optimizer step; null: no EMA", min=0, below=1)
     trainable: Union[Literal["all", "lora"], list[str]] = option(
         "all", "which parameters train: all; lora (low-rank adapters on train.lora.targets, everything else frozen); "
                "or a list of fnmatch patterns over parameter names (e.g. ['blocks.*.attn.*']), everything else frozen")
     lora: LoraConfig = option(help="LoRA adapters (train.trainable: lora)", factory=lambda: LoraConfig())
     precision: Literal["float32", "bf16", "fp16"] = option(
         "float32", "compute precision: float32; bf16 autocast; fp16 autocast with dynamic loss scaling (weights stay float32)")
-    loss_scale_init: float = option(65536.0, "initial loss scale for precision fp16 (dynamic: halves on overflow, doubles after loss_scale_window good steps)")
-    loss_scale_window: int = option(2000, "steps without overflow before the fp16 loss scale doubles")
+    loss_scale_init: float = option(65536.0, "initial loss scale for precision fp16 (dynamic: halves on overflow, doubles after loss_scale_window good steps)", above=0)
+    loss_scale_window: int = option(2000, "steps without overflow before the fp16 loss scale doubles", min=1)
     compile: bool = option(False, "wrap the model with torch.compile")
     tf32: bool = option(True, "allow TF32 matmuls/convolutions on CUDA (ignored on CPU)")
     distributed: Literal["ddp", "fsdp"] = option(
         "ddp", "multi-process strategy under torchrun: ddp (replicated weights) or fsdp (FSDP2 fully_shard per block)")
-    num_workers: int = option(2, "DataLoader worker processes per rank (0 = load in the training process)")
-    log_every: int = option(50, "optimizer steps between log lines / TensorBoard scalars")
-    ckpt_every: int = option(10000, "optimizer steps between checkpoints (a final checkpoint is always written)")
-    keep_last: int = option(3, "how many most recent checkpoints to keep (older ones are deleted unless kept by keep_every)")
-    keep_every: Optional[int] = option(None, "keep every checkpoint whose step is a multiple of this permanently (null: none)")
-    max_nonfinite: int = option(5, "stop the run after this many optimizer steps in a row with a non-finite loss or gradient")
+    num_workers: int = option(2, "DataLoader worker processes per rank (0 = load in the training process)", min=0)
+    log_every: int = option(50, "optimizer steps between log lines / TensorBoard scalars", min=1)
+    ckpt_every: int = option(10000, "optimizer steps between checkpoints (a final checkpoint is always written)", min=1)
+    keep_last: int = option(3, "how many most recent checkpoints to keep (older ones are deleted unless kept by keep_every)", min=1)
+    keep_every: Optional[int] = option(None, "keep every checkpoint whose step is a multiple of this permanently (null: none)", min=1)
+    max_nonfinite: int = option(5, "stop the run after this many optimizer steps in a row with a non-finite loss or gradient", min=1)
     text_dropout_prob: float = option(
-        0.1, "text conditioning: probability that a caption is replaced by the empty caption during training (for CFG)")
+        0.1, "text conditioning: probability that a caption is replaced by the empty caption during training (for CFG)", min=0, below=1)
     init_from: Optional[str] = option(
         None, "initialise the model from weights: an official Latte .pt, an image DiT .pt, our checkpoint directory "
               "or a model.safetensors; keys are matched by name and shape and a report is printed")
@@ -96,21 +92,11 @@ class TrainConfig:
         True, "with init_from an image DiT checkpoint: true copies DiT block i into Latte block i also for temporal blocks "
               "(the official behaviour); false leaves temporal blocks freshly initialised")
     use_cache: bool = option(False, "train from the latent cache (data.cache_dir) instead of encoding videos on the fly")
-    num_images: int = option(0, "image-video joint training: still images appended after the video frames of each sample (official 8)")
+    num_images: int = option(0, "image-video joint training: still images appended after the video frames of each sample (official 8)", min=0)
     deterministic: bool = option(
         False, "use deterministic algorithms (torch.use_deterministic_algorithms); required for bit-exact resume on GPU")
 
     def validate(self) -> None:
-        positive = ["max_steps", "batch_size", "grad_accum", "log_every", "ckpt_every", "keep_last", "max_nonfinite"]
-        for key in positive:
-            if getattr(self, key) < 1:
-                raise ConfigError(f"train.{key}: must be >= 1, got {getattr(self, key)}")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr: must be > 0, got {self.lr}")
-        if self.ema_decay is not None and not (0.0 <= self.ema_decay < 1.0):
-            raise ConfigError(f"train.ema_decay: must be in [0, 1), got {self.ema_decay}")
-        if not (0.0 <= self.text_dropout_prob < 1.0):
-            raise ConfigError(f"train.text_dropout_prob: must be in [0, 1), got {self.text_dropout_prob}")
         if self.warmup_steps < 0 or (self.lr_schedule != "constant" and self.warmup_steps >= self.max_steps):
             raise ConfigError(f"train.warmup_steps: must be >= 0 and < train.max_steps ({self.max_steps}), got {self.warmup_steps}")
         if self.lr_schedule == "constant" and self.warmup_steps:
@@ -119,8 +105,6 @@ class TrainConfig:
             raise ConfigError("train.min_lr: only used by lr_schedule 'cosine'")
         if self.min_lr > self.lr:
             raise ConfigError(f"train.min_lr: must be <= train.lr ({self.lr}), got {self.min_lr}")
-        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
-            raise ConfigError(f"train.clip_grad_norm: must be > 0 or null, got {self.clip_grad_norm}")
         if self.keep_every is not None and self.keep_every < 1:
             raise ConfigError(f"train.keep_every: must be >= 1 or null, got {self.keep_every}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
@@ -141,16 +125,16 @@ class ValidationConfig:
 
     RENAMED = {"num_steps": "steps", "guidance_scale": "cfg_scale"}
 
-    every: int = option(0, "optimizer steps between validation samples; 0 disables validation")
-    num_samples: int = option(2, "videos per validation round (one per seed)")
+    every: int = option(0, "optimizer steps between validation samples; 0 disables validation", min=0)
+    num_samples: int = option(2, "videos per validation round (one per seed)", min=1)
     seeds: list[int] = option(help="noise seeds, one per sample (fixed, so rounds are comparable); default 0, 1, ...",
                               factory=list)
     class_labels: list[int] = option(help="class-conditional models: the class of each sample (cycled)", factory=list)
     prompts: list[str] = option(help="text-conditional models: the prompt of each sample (cycled)", factory=list)
     sampler: str = option("ddim", "sampler of the validation videos (as `latte sample --sampler`)")
-    steps: int = option(50, "sampling steps per validation video (as `latte sample --steps`)")
-    cfg_scale: float = option(1.0, "classifier-free guidance scale for class/text models, 1.0 = none (as `latte sample --cfg-scale`)")
-    fps: int = option(8, "frame rate of the written mp4/GIF files")
+    steps: int = option(50, "sampling steps per validation video (as `latte sample --steps`)", min=1)
+    cfg_scale: float = option(1.0, "classifier-free guidance scale for class/text models, 1.0 = none (as `latte sample --cfg-scale`)", min=0)
+    fps: int = option(8, "frame rate of the written mp4/GIF files", min=1)
 
     def validate(self) -> None:
         if self.every < 0 or self.num_samples < 1 or self.steps < 1:
