@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-import yaml
 
 from latte.config import SHIPPED_CONFIGS, ConfigError
+from latte.io import atomic_write_yaml, load_yaml_mapping
 
 CONFIG_DIR = SHIPPED_CONFIGS / "quickstart"
 SHOWCASE_PER_SET = 4  # showcase prompts per set (training / held-out combinations)
@@ -58,7 +58,7 @@ def _load(name: str) -> dict:
     path = CONFIG_DIR / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"quickstart config not found: {path} (a broken installation: it ships with the package)")
-    return yaml.safe_load(path.read_text()) or {}
+    return load_yaml_mapping(path, "quickstart config")
 
 
 class Quickstart:
@@ -79,7 +79,7 @@ class Quickstart:
         self.paths["configs"].mkdir(parents=True, exist_ok=True)
         path = self.paths["configs"] / f"{name}.yaml"
         header = f"# equivalent command: {command.format(config=path)}\n"
-        path.write_text(header + yaml.safe_dump(data, sort_keys=False))
+        atomic_write_yaml(path, data, header)
         return path
 
     def vae_config(self) -> dict:

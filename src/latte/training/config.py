@@ -10,9 +10,9 @@ import importlib
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-import yaml
 
 from latte.config import ConfigError, from_dict, load_yaml, option, to_dict
+from latte.io import atomic_write_yaml
 
 __all__ = ["LoraConfig", "TrainConfig", "ValidationConfig", "WandbConfig", "RunConfig", "load_run_config", "save_run_config"]
 
@@ -201,7 +201,7 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
 
 def save_run_config(config: RunConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (every key, defaults included)."""
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    atomic_write_yaml(path, to_dict(config))
 
 
 def run_config_from_dict(data: dict) -> RunConfig:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
-import yaml
 from torch import nn
 
 from latte.config import ConfigError, to_dict
+from latte.io import atomic_write_yaml
 from latte.encoders.vae_training import (VAETrainConfig, build_vae, build_vae_dataset, fit_scaling_factor,
                                          pick_frames, reconstruction_psnr, video_frames)
 from latte.training.config import TrainConfig
@@ -114,7 +114,7 @@ class VAETask(TaskBase):
                               f"{', '.join('vae.' + k for k in mismatched)}")
 
     def save_config(self, folder: Path) -> None:
-        (Path(folder) / "vae_train_config.yaml").write_text(yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
+        atomic_write_yaml(Path(folder) / "vae_train_config.yaml", to_dict(self.cfg))
 
     def config_dict(self) -> dict:
         return to_dict(self.cfg)
