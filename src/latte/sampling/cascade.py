@@ -324,11 +324,20 @@ class LavieStage:
 
         return fn
 
-    def _sample(self, fn, noise, settings: StageSettings, generator: torch.Generator, progress: bool):
+    def denoise(self, noise: torch.Tensor, settings: StageSettings, text_cond: torch.Tensor,
+                text_uncond: torch.Tensor, generator: Optional[torch.Generator] = None,
+                cond: Optional[torch.Tensor] = None, low_res: Optional[torch.Tensor] = None,
+                noise_level: Optional[int] = None, progress: bool = False) -> torch.Tensor:
+        """The sampling loop of one stage: ``noise (1, 4, F, h, w)`` → latents, with ``settings``' sampler,
+        steps and guidance (all set), text features ``(1, L, D)``, and the stage's extra inputs (interp:
+        ``cond`` latents; vsr: augmented ``low_res`` and its ``noise_level``)."""
+        fn = self.guided_model_fn(text_cond, text_uncond, settings.cfg_scale, cond=cond, low_res=low_res,
+                                  noise_level=noise_level)
         opts = scheduler_options_for(settings.sampler, settings.timestep_offset)
-        return sample_loop(fn, noise, settings.sampler, settings.steps, self.betas, learn_sigma=False,
-                           generators=[generator], progress=progress, prediction_type=self.prediction_type,
-                           scheduler_options=opts)
+        generators = [generator] if generator is not None else None
+        return sample_loop(fn, noise.to(self.device), settings.sampler, settings.steps, self.betas,
+                           learn_sigma=False, generators=generators, progress=progress,
+                           prediction_type=self.prediction_type, scheduler_options=opts)
 
     def _texts(self, settings: StageSettings) -> tuple[torch.Tensor, torch.Tensor]:
         feats = _text_features(self.text_encoder, [settings.prompt, settings.negative_prompt], self.device)
@@ -342,11 +351,10 @@ class LavieStage:
         d = self.autoencoder.downsample_factor
         if height % d or width % d:
             raise ValueError(f"height/width ({height}x{width}) must be multiples of the VAE factor {d}")
-        cond, uncond = self._texts(settings)
+        text_cond, text_uncond = self._texts(settings)
         noise = draw_noise((1, self.autoencoder.latent_channels, frames, height // d, width // d), [generator],
                            self.device)
-        latents = self._sample(self.guided_model_fn(cond, uncond, settings.cfg_scale), noise, settings, generator,
-                               progress)
+        latents = self.denoise(noise, settings, text_cond, text_uncond, generator, progress=progress)
         return self.autoencoder.decode(latents).float()
 
     @torch.no_grad()
@@ -359,8 +367,8 @@ class LavieStage:
         cond = latents[:, :, interp_condition_indices(video.shape[2], factor)]
         noise = draw_noise((1, latents.shape[1], *cond.shape[2:]), [generator], self.device)
         text_cond, text_uncond = self._texts(settings)
-        fn = self.guided_model_fn(text_cond, text_uncond, settings.cfg_scale, cond=cond)
-        return self.autoencoder.decode(self._sample(fn, noise, settings, generator, progress)).float()
+        latents = self.denoise(noise, settings, text_cond, text_uncond, generator, cond=cond, progress=progress)
+        return self.autoencoder.decode(latents).float()
 
     @torch.no_grad()
     def upscale_chunk(self, low_res: torch.Tensor, settings: StageSettings, generator: torch.Generator,
@@ -375,8 +383,8 @@ class LavieStage:
         noisy = noise_augment(low_res.to(self.dtype), aug.to(self.dtype), level).float()
         noise = draw_noise((1, self.autoencoder.latent_channels, *low_res.shape[2:]), [generator], self.device)
         text_cond, text_uncond = self._texts(settings)
-        fn = self.guided_model_fn(text_cond, text_uncond, settings.cfg_scale, low_res=noisy, noise_level=level)
-        latents = self._sample(fn, noise, settings, generator, progress)
+        latents = self.denoise(noise, settings, text_cond, text_uncond, generator, low_res=noisy, noise_level=level,
+                               progress=progress)
         return self.autoencoder.decode(latents).float().clamp(-1, 1)
 
     @torch.no_grad()
