@@ -31,7 +31,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -43,8 +43,8 @@ from latte.sampling.samplers import OFFICIAL_SAMPLERS, check_sampler, draw_noise
 PathLike = Union[str, Path]
 
 __all__ = ["STAGES", "OFFICIAL_STAGE_SETS", "STAGE_DEFAULTS", "StageSettings", "LavieStage", "LatteBaseStage",
-           "CascadePipeline", "CascadeOutput", "scheduler_options_for", "interp_condition_indices",
-           "interp_num_frames", "noise_augment", "augmentation_alphas_cumprod", "frame_chunks", "blend_chunks",
+           "CascadePipeline", "CascadeOutput", "resolve_stages", "load_lavie_stage", "scheduler_options_for",
+           "interp_condition_indices", "interp_num_frames", "noise_augment", "augmentation_alphas_cumprod", "frame_chunks", "blend_chunks",
            "frame_change_at_borders", "official_uint8", "LAVIE_FILES", "ENCODER_DIRS", "check_lavie_dir"]
 
 STAGES = ("base", "interp", "vsr")
@@ -456,7 +456,7 @@ class CascadeOutput:
     record: dict = field(default_factory=dict)
 
 
-def _resolve_stages(stages: Sequence[str], has_input: bool) -> tuple[str, ...]:
+def resolve_stages(stages: Sequence[str], has_input: bool) -> tuple[str, ...]:
     stages = tuple(s.strip() for s in stages if s.strip())
     bad = [s for s in stages if s not in STAGES]
     if bad or not stages:
@@ -547,7 +547,8 @@ class CascadePipeline:
                  settings: Optional[dict] = None, official: bool = False, frames: Optional[int] = None,
                  height: Optional[int] = None, width: Optional[int] = None, interp_factor: int = 4,
                  vsr_chunk: int = 8, vsr_overlap: int = 0, noise_level: int = 50, input_fps: float = 8.0,
-                 progress: bool = True, workdir: Optional[PathLike] = None) -> CascadeOutput:
+                 progress: bool = True, workdir: Optional[PathLike] = None,
+                 on_stage: Optional[Callable[[str], None]] = None) -> CascadeOutput:
         """Run the cascade for one prompt.
 
         Args:
@@ -565,13 +566,14 @@ class CascadePipeline:
             shared (cross-faded) by consecutive chunks; noise_level: VSR low-res augmentation level.
             input_fps: frame rate of an array ``input`` (an mp4 input keeps its own).
             workdir: where official mode writes its intermediate mp4 files (default: a temporary folder).
+            on_stage: called with each stage's name as it starts (progress display).
         """
         import time
 
         from latte.data import to_uint8
         from latte.data.video_io import probe_video, read_all_frames, write_mp4
 
-        stages = _resolve_stages(stages, input is not None)
+        stages = resolve_stages(stages, input is not None)
         missing = [s for s in stages if self.stages[s] is None]
         if missing:
             raise ValueError(f"this cascade has no {', '.join(missing)} stage (built with "
@@ -604,6 +606,8 @@ class CascadePipeline:
         try:
             for k, stage in enumerate(stages):
                 obj = self.stages[stage]
+                if on_stage is not None:
+                    on_stage(stage)
                 s = self.settings_for(stage, prompt, settings.get(stage), seed, official, name_prompt)
                 generator = torch.Generator(self.device.type).manual_seed(s.seed)
                 start = time.perf_counter()
@@ -695,14 +699,23 @@ def check_lavie_dir(lavie_dir: PathLike, stages: Sequence[str] = STAGES, unets: 
 
 
 def _load_unet(path: Path, stage: str) -> torch.nn.Module:
-    """A LaVie U-Net from a released ``.pt`` or our own saved folder (``latte.interop.lavie.load_lavie``); a
-    file of the wrong stage or shape is an error naming it."""
+    """A LaVie U-Net (``latte.interop.lavie.load_lavie``) from a released ``.pt`` (full size; a ``.json`` of
+    official constructor kwargs next to it gives another size, e.g. ``lavie_base.json``) or from our own
+    folder (``config.json`` with those kwargs + the weights). A file of the wrong stage or shape is an error
+    naming it."""
+    from latte.config import ConfigError
+    from latte.encoders.loading import read_json
     from latte.interop.lavie import load_lavie
 
+    config_file = path / "config.json" if path.is_dir() else path.with_suffix(".json")
+    config = read_json(config_file) if config_file.is_file() else None
+    if path.is_dir() and config is None:
+        raise FileNotFoundError(f"{path}: a U-Net folder needs config.json (the official constructor kwargs)")
     try:
-        return load_lavie(str(path), stage)
-    except (RuntimeError, KeyError, ValueError) as e:
-        raise ValueError(f"{path}: not a LaVie {stage} U-Net ({LAVIE_FILES[stage]} expected): {e}") from e
+        return load_lavie(path, stage, config)
+    except (RuntimeError, KeyError, ValueError, ConfigError) as e:
+        raise ValueError(f"{path}: not a LaVie {stage} U-Net (expected the weights of {LAVIE_FILES[stage]}"
+                         f"{' with the kwargs in ' + config_file.name if config is not None else ''}): {e}") from e
 
 
 def _check_part(path: Path, what: str, key: str, expected, actual) -> None:
@@ -725,6 +738,8 @@ def load_lavie_stage(lavie_dir: PathLike, stage: str, unet: Optional[PathLike] =
     text_dim = getattr(cfg, "cross_attention_dim", None) if cfg is not None else None
     if isinstance(cfg, dict):
         text_dim = cfg.get("cross_attention_dim")
+    if stage == "vsr":
+        max_noise_level = int(getattr(cfg, "max_noise_level", 350) or 350)
     te_cfg = read_json(enc / "text_encoder" / "config.json")
     _check_part(enc / "text_encoder" / "config.json", f"the {stage} U-Net attends to {text_dim}-d text",
                 "hidden_size", text_dim, te_cfg.get("hidden_size"))
@@ -736,4 +751,4 @@ def load_lavie_stage(lavie_dir: PathLike, stage: str, unet: Optional[PathLike] =
                                      "scaling_factor": VAE_SCALING[stage], "sample_posterior": True}, device=device)
     text = build_text_encoder({"kind": "clip", "path": str(enc), "max_length": 77}, device=device)
     return LavieStage(stage, model, autoencoder, text, source={"unet": str(path), "encoders": str(enc)},
-                      max_noise_level=350)
+                      max_noise_level=max_noise_level if stage == "vsr" else 350)
