@@ -13,7 +13,7 @@ from conftest import REFERENCE
 from latte.cli import main
 from latte.data.video_io import read_all_frames, write_mp4
 from latte.encoders import MissingWeightsError
-from latte.sampling.cascade import CascadePipeline, check_lavie_dir, frame_chunks, load_lavie_stage
+from latte.sampling.cascade import CascadePipeline, StageSettings, check_lavie_dir, frame_chunks, load_lavie_stage
 from test_encoders_text import WORDS, word_tokenizer
 
 FIXTURES = {"base": "lavie_base_tiny.pt", "interp": "lavie_interp_tiny.pt", "vsr": "lavie_vsr_tiny.pt"}
@@ -85,13 +85,14 @@ def test_chunked_vsr_with_and_without_overlap_from_an_input_video(lavie_dir, tmp
     clip = rng.integers(0, 255, (13, 16, 16, 3), dtype=np.uint8)
     write_mp4(tmp_path / "a_blue_circle.mp4", clip, fps=24)
     pipe = CascadePipeline(vsr=load_lavie_stage(lavie_dir, "vsr"))
-    plain = pipe(input=tmp_path / "a_blue_circle.mp4", stages=["vsr"], settings=None, vsr_chunk=4,
-                 progress=False, **{"seed": 3})
+    fast = {"vsr": StageSettings(steps=2)}
+    plain = pipe(input=tmp_path / "a_blue_circle.mp4", stages=["vsr"], settings=fast, vsr_chunk=4, seed=3,
+                 progress=False)
     assert plain.video.shape == (13, 64, 64, 3) and plain.fps == 24
     assert plain.record["prompt"] == "a blue circle"  # the file name when no prompt is given
     assert plain.stages[0]["chunk"] == 4 and plain.stages[0]["overlap"] == 0
-    blended = pipe("a blue circle", input=tmp_path / "a_blue_circle.mp4", stages=["vsr"], vsr_chunk=4,
-                   vsr_overlap=2, seed=3, progress=False)
+    blended = pipe("a blue circle", input=tmp_path / "a_blue_circle.mp4", stages=["vsr"], settings=fast,
+                   vsr_chunk=4, vsr_overlap=2, seed=3, progress=False)
     assert blended.video.shape == plain.video.shape and blended.stages[0]["overlap"] == 2
     assert frame_chunks(13, 4, 2) == [(0, 4), (2, 6), (4, 8), (6, 10), (8, 12), (10, 13)]
     # the first chunk is drawn first from the same generator, so its frames before the overlap agree
@@ -123,7 +124,6 @@ def test_official_mode_prompts_and_resume(lavie_dir, tmp_path, capsys):
 
 def test_same_seed_same_video_and_per_stage_settings(lavie_dir, tmp_path):
     pipe = CascadePipeline(base=load_lavie_stage(lavie_dir, "base"), interp=load_lavie_stage(lavie_dir, "interp"))
-    from latte.sampling.cascade import StageSettings
 
     kw = dict(stages=["base", "interp"], frames=4, height=16, width=16, progress=False)
     s = {"base": StageSettings(steps=2), "interp": StageSettings(steps=2, cfg_scale=1.0, prompt="other")}
@@ -168,3 +168,28 @@ def test_missing_or_wrong_weights_are_errors_naming_the_file(lavie_dir, tmp_path
                                                                         "text_encoder")
     with pytest.raises(ValueError, match=r"text_encoder/config.json: hidden_size is 24, expected 16"):
         load_lavie_stage(wrong, "vsr")
+
+
+def test_a_latte_text_to_video_base_followed_by_lavie_stages(lavie_dir):
+    from latte.encoders import build_text_encoder
+    from latte.encoders.autoencoders import IdentityAutoencoder
+    from latte.models import Latte, LatteConfig
+    from latte.sampling import LattePipeline
+    from latte.sampling.cascade import LatteBaseStage
+
+    torch.manual_seed(0)
+    model = Latte(LatteConfig(input_size=8, num_frames=4, in_channels=3, hidden_size=32, depth=2, num_heads=2,
+                              conditioning="text", text_dim=16))
+    text = build_text_encoder({"kind": "clip", "path": str(lavie_dir / "stable-diffusion-v1-4")})
+    latte = LattePipeline(model, IdentityAutoencoder(), text)
+    pipe = CascadePipeline(base=LatteBaseStage(latte), interp=load_lavie_stage(lavie_dir, "interp"),
+                           vsr=load_lavie_stage(lavie_dir, "vsr"))
+    steps = {s: StageSettings(steps=2) for s in ("base", "interp", "vsr")}
+    out = pipe("a red square", seed=1, settings=steps, progress=False)
+    assert out.video.shape == (13, 32, 32, 3) and out.fps == 24
+    base = out.stages[0]
+    assert base["model"]["model"] == "latte" and base["sampler"] == "ddim-diffusers"  # Latte's own default
+    assert base["cfg_scale"] == 7.5 and base["frames"] == 4
+    with pytest.raises(ValueError, match="negative prompt"):
+        pipe("a red square", stages=["base"], settings={"base": StageSettings(steps=1, negative_prompt="blur")},
+             progress=False)
