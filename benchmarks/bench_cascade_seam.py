@@ -136,7 +136,8 @@ def main() -> None:
         border, inside = [], []
         for seed in args.seeds:
             out = pipe("a red circle moving right", input=clip, stages=["vsr"], seed=seed, vsr_chunk=args.chunk,
-                       vsr_overlap=overlap, noise_level=level, settings={"vsr": StageSettings(steps=args.steps)}, progress=False)
+                       vsr_overlap=overlap, noise_level=level, settings={"vsr": StageSettings(steps=args.steps)},
+                       progress=False)
             video = torch.from_numpy(out.video).float().permute(3, 0, 1, 2)
             m = frame_change_at_borders(video, chunks)
             border.append(m["border"])

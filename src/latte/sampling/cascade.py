@@ -44,7 +44,8 @@ PathLike = Union[str, Path]
 
 __all__ = ["STAGES", "OFFICIAL_STAGE_SETS", "STAGE_DEFAULTS", "StageSettings", "LavieStage", "LatteBaseStage",
            "CascadePipeline", "CascadeOutput", "resolve_stages", "load_lavie_stage", "scheduler_options_for",
-           "interp_condition_indices", "interp_num_frames", "noise_augment", "augmentation_alphas_cumprod", "frame_chunks", "blend_chunks",
+           "interp_condition_indices", "interp_num_frames", "noise_augment", "augmentation_alphas_cumprod",
+           "frame_chunks", "blend_chunks",
            "frame_change_at_borders", "official_uint8", "LAVIE_FILES", "ENCODER_DIRS", "check_lavie_dir"]
 
 STAGES = ("base", "interp", "vsr")
@@ -118,7 +119,7 @@ def augmentation_alphas_cumprod(num_steps: int = 1000) -> torch.Tensor:
 
 
 def noise_augment(low_res: torch.Tensor, noise: torch.Tensor, noise_level: int) -> torch.Tensor:
-    """``√ᾱˢ_n · lr + √(1−ᾱˢ_n) · ε`` (low-res video in [−1, 1], any shape; computed in ``low_res.dtype``)."""
+    """``√ᾱˢ_n · lr + √(1−ᾱˢ_n) · ε`` (low-res video in [−1, 1], any shape; in ``low_res.dtype``)."""
     acp = augmentation_alphas_cumprod()[int(noise_level)].to(device=low_res.device, dtype=low_res.dtype)
     return acp.sqrt() * low_res + (1 - acp).sqrt() * noise.to(low_res)
 
