@@ -130,6 +130,9 @@ def test_same_seed_same_video_and_per_stage_settings(lavie_dir, tmp_path):
     a = pipe("a red square", seed=5, settings=s, **kw)
     b = pipe("a red square", seed=5, settings=s, **kw)
     np.testing.assert_array_equal(a.video, b.video)
+    offloaded = CascadePipeline(base=pipe.stages["base"], interp=pipe.stages["interp"], offload=True)
+    np.testing.assert_array_equal(offloaded("a red square", seed=5, settings=s, **kw).video, a.video)
+    assert offloaded("a red square", seed=5, settings=s, **kw).record["offload"] is True
     assert a.stages[1]["prompt"] == "other" and a.stages[1]["cfg_scale"] == 1.0
     with pytest.raises(ValueError, match="no vsr stage"):
         pipe("x", stages=["base", "vsr"], **{k: v for k, v in kw.items() if k != "stages"})

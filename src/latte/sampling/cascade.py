@@ -418,12 +418,16 @@ class LatteBaseStage:
     def device(self) -> torch.device:
         return self.pipe.device
 
-    def to(self, device, dtype=None) -> "LatteBaseStage":
+    def to(self, device, dtype: Optional[torch.dtype] = None) -> "LatteBaseStage":
+        """Move the Latte model, its autoencoder and text encoder; ``dtype`` (half only on CUDA) applies to the
+        model and autoencoder."""
         device = torch.device(device)
-        self.pipe.model.to(device)
-        _move_encoder(self.pipe.autoencoder, device)
+        if dtype is not None:
+            self.dtype = dtype if device.type == "cuda" else torch.float32
+        self.pipe.model.to(device=device, dtype=self.dtype)
+        _move_encoder(self.pipe.autoencoder, device, self.dtype)
         _move_encoder(self.pipe.text_encoder, device)
-        self.pipe.device = device
+        self.pipe.device, self.pipe.dtype = device, self.dtype
         return self
 
     def describe(self) -> dict:
