@@ -135,7 +135,7 @@ def main() -> None:
         chunks = frame_chunks(args.frames, args.chunk, overlap)
         border, inside = [], []
         for seed in args.seeds:
-            out = pipe("a red circle moving right", input=clip, stages=["vsr"], seed=seed, vsr_chunk=args.chunk,
+            out = pipe.run("a red circle moving right", input=clip, stages=["vsr"], seed=seed, vsr_chunk=args.chunk,
                        vsr_overlap=overlap, noise_level=level, settings={"vsr": StageSettings(steps=args.steps)},
                        progress=False)
             video = torch.from_numpy(out.video).float().permute(3, 0, 1, 2)

@@ -86,12 +86,12 @@ def test_chunked_vsr_with_and_without_overlap_from_an_input_video(lavie_dir, tmp
     write_mp4(tmp_path / "a_blue_circle.mp4", clip, fps=24)
     pipe = CascadePipeline(vsr=load_lavie_stage(lavie_dir, "vsr"))
     fast = {"vsr": StageSettings(steps=2)}
-    plain = pipe(input=tmp_path / "a_blue_circle.mp4", stages=["vsr"], settings=fast, vsr_chunk=4, seed=3,
+    plain = pipe.run(input=tmp_path / "a_blue_circle.mp4", stages=["vsr"], settings=fast, vsr_chunk=4, seed=3,
                  progress=False)
     assert plain.video.shape == (13, 64, 64, 3) and plain.fps == 24
     assert plain.record["prompt"] == "a blue circle"  # the file name when no prompt is given
     assert plain.stages[0]["chunk"] == 4 and plain.stages[0]["overlap"] == 0
-    blended = pipe("a blue circle", input=tmp_path / "a_blue_circle.mp4", stages=["vsr"], settings=fast,
+    blended = pipe.run("a blue circle", input=tmp_path / "a_blue_circle.mp4", stages=["vsr"], settings=fast,
                    vsr_chunk=4, vsr_overlap=2, seed=3, progress=False)
     assert blended.video.shape == plain.video.shape and blended.stages[0]["overlap"] == 2
     assert frame_chunks(13, 4, 2) == [(0, 4), (2, 6), (4, 8), (6, 10), (8, 12), (10, 13)]
@@ -127,19 +127,19 @@ def test_same_seed_same_video_and_per_stage_settings(lavie_dir, tmp_path):
 
     kw = dict(stages=["base", "interp"], frames=4, height=16, width=16, progress=False)
     s = {"base": StageSettings(steps=2), "interp": StageSettings(steps=2, cfg_scale=1.0, prompt="other")}
-    a = pipe("a red square", seed=5, settings=s, **kw)
-    b = pipe("a red square", seed=5, settings=s, **kw)
+    a = pipe.run("a red square", seed=5, settings=s, **kw)
+    b = pipe.run("a red square", seed=5, settings=s, **kw)
     np.testing.assert_array_equal(a.video, b.video)
     offloaded = CascadePipeline(base=pipe.stages["base"], interp=pipe.stages["interp"], offload=True)
-    np.testing.assert_array_equal(offloaded("a red square", seed=5, settings=s, **kw).video, a.video)
-    assert offloaded("a red square", seed=5, settings=s, **kw).record["offload"] is True
+    np.testing.assert_array_equal(offloaded.run("a red square", seed=5, settings=s, **kw).video, a.video)
+    assert offloaded.run("a red square", seed=5, settings=s, **kw).record["offload"] is True
     assert a.stages[1]["prompt"] == "other" and a.stages[1]["cfg_scale"] == 1.0
     with pytest.raises(ValueError, match="no vsr stage"):
-        pipe("x", stages=["base", "vsr"], **{k: v for k, v in kw.items() if k != "stages"})
+        pipe.run("x", stages=["base", "vsr"], **{k: v for k, v in kw.items() if k != "stages"})
     with pytest.raises(ValueError, match="order"):
-        pipe("x", stages=["interp", "base"], progress=False)
+        pipe.run("x", stages=["interp", "base"], progress=False)
     with pytest.raises(ValueError, match="--input"):
-        pipe("x", stages=["interp"], progress=False)
+        pipe.run("x", stages=["interp"], progress=False)
 
 
 def test_missing_or_wrong_weights_are_errors_naming_the_file(lavie_dir, tmp_path, capsys):
@@ -188,11 +188,33 @@ def test_a_latte_text_to_video_base_followed_by_lavie_stages(lavie_dir):
     pipe = CascadePipeline(base=LatteBaseStage(latte), interp=load_lavie_stage(lavie_dir, "interp"),
                            vsr=load_lavie_stage(lavie_dir, "vsr"))
     steps = {s: StageSettings(steps=2) for s in ("base", "interp", "vsr")}
-    out = pipe("a red square", seed=1, settings=steps, progress=False)
+    out = pipe.run("a red square", seed=1, settings=steps, progress=False)
     assert out.video.shape == (13, 32, 32, 3) and out.fps == 24
     base = out.stages[0]
     assert base["model"]["model"] == "latte" and base["sampler"] == "ddim-diffusers"  # Latte's own default
     assert base["cfg_scale"] == 7.5 and base["frames"] == 4
     with pytest.raises(ValueError, match="negative prompt"):
-        pipe("a red square", stages=["base"], settings={"base": StageSettings(steps=1, negative_prompt="blur")},
+        pipe.run("a red square", stages=["base"], settings={"base": StageSettings(steps=1, negative_prompt="blur")},
              progress=False)
+
+
+def test_batch_interface_and_the_demo_over_a_real_tiny_cascade(lavie_dir, tmp_path):
+    from latte.apps.demo import CascadeGenerator, validate_request
+
+    pipe = CascadePipeline.load(lavie_dir)
+    assert pipe.optional_stages == ["interp", "vsr"] and pipe.defaults.sampler == "ddpm-diffusers"
+    out = pipe(["a red square", "blue circle"], seed=2, steps=2, stages=["interp"], frames=4, height=16, width=16,
+               progress=False)
+    assert out.videos.shape == (2, 13, 16, 16, 3)
+    assert [r["index"] for r in out.records] == [0, 1] and out.records[1]["seed"] == 3
+    assert [s["stage"] for s in out.records[0]["stages"]] == ["base", "interp"] and out.records[0]["fps"] == 24
+    gen = CascadeGenerator(pipe)
+    opts = gen.options()
+    assert [s.name for s in opts.stages] == ["interp", "vsr"] and opts.guidance == 7.5
+    req = validate_request({"prompt": "a red square", "seed": 1, "steps": 2, "stages": ["vsr"],
+                            "negative_prompt": "blue"}, opts)
+    seen = []
+    pipe.stages["base"].default_size = (4, 16, 16)  # keep the demo run tiny
+    result = gen.generate(req, lambda stage, done, total: seen.append((stage, done, total)))
+    assert result.videos.shape == (1, 4, 64, 64, 3) and result.records[0]["stages"][0]["negative_prompt"] == "blue"
+    assert seen == [("base", 1, 2), ("base", 2, 2), ("vsr", 1, 2), ("vsr", 2, 2)]

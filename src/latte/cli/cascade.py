@@ -123,11 +123,11 @@ def run(args) -> int:
             settings = {s: _stage_settings(args, s) for s in stages}
             bar = tqdm(total=len(pending), desc="videos", unit="video", disable=not progress)
             for i in pending:
-                out = pipe(prompts[i % len(prompts)], stages=stages, input=args.input, seed=args.seed + i,
+                out = pipe.run(prompts[i % len(prompts)], stages=stages, input=args.input, seed=args.seed + i,
                            settings=settings, official=args.official, frames=args.frames, height=args.height,
                            width=args.width, interp_factor=args.interp_factor, vsr_chunk=args.vsr_chunk,
                            vsr_overlap=args.vsr_overlap, noise_level=args.vsr_noise_level, progress=progress,
-                           on_stage=lambda s: bar.set_postfix_str(f"stage {s}"))
+                           callback=lambda stage, done, total: bar.set_postfix_str(f"{stage} {done}/{total}"))
                 record = {"index": i, **out.record}
                 if args.save_intermediate:
                     record["intermediate"] = {}

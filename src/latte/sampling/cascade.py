@@ -2,8 +2,9 @@
 
 >>> pipe = CascadePipeline.from_lavie_dir("pretrained_models", stages=("base", "interp", "vsr"), device="cuda",
 ...                                       dtype="float16", offload=True)
->>> out = pipe("a panda playing guitar", seed=400)
+>>> out = pipe.run("a panda playing guitar", seed=400)
 >>> out.video.shape                      # (61, 1280, 2048, 3) uint8, at out.fps = 24
+>>> batch = pipe(["a cat", "a dog"], seed=0)   # LattePipeline-style batch: SampleOutput (uint8 videos, records)
 
 Stages run in the order base, interp, vsr; any subset in that order works (the four official options are base;
 base+interp; base+vsr; base+interp+vsr), and a cascade without base starts from a given video (``input=``).
@@ -38,7 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from latte.diffusion.gaussian import beta_schedule
-from latte.sampling.samplers import OFFICIAL_SAMPLERS, check_sampler, draw_noise, sample_loop
+from latte.sampling.samplers import OFFICIAL_SAMPLERS, StepCallback, check_sampler, draw_noise, sample_loop
 
 PathLike = Union[str, Path]
 
@@ -328,7 +329,8 @@ class LavieStage:
     def denoise(self, noise: torch.Tensor, settings: StageSettings, text_cond: torch.Tensor,
                 text_uncond: torch.Tensor, generator: Optional[torch.Generator] = None,
                 cond: Optional[torch.Tensor] = None, low_res: Optional[torch.Tensor] = None,
-                noise_level: Optional[int] = None, progress: bool = False) -> torch.Tensor:
+                noise_level: Optional[int] = None, progress: bool = False,
+                callback: Optional[StepCallback] = None) -> torch.Tensor:
         """The sampling loop of one stage: ``noise (1, 4, F, h, w)`` → latents, with ``settings``' sampler,
         steps and guidance (all set), text features ``(1, L, D)``, and the stage's extra inputs (interp:
         ``cond`` latents; vsr: augmented ``low_res`` and its ``noise_level``)."""
@@ -338,7 +340,7 @@ class LavieStage:
         generators = [generator] if generator is not None else None
         return sample_loop(fn, noise.to(self.device), settings.sampler, settings.steps, self.betas,
                            learn_sigma=False, generators=generators, progress=progress,
-                           prediction_type=self.prediction_type, scheduler_options=opts)
+                           prediction_type=self.prediction_type, callback=callback, scheduler_options=opts)
 
     def _texts(self, settings: StageSettings) -> tuple[torch.Tensor, torch.Tensor]:
         feats = _text_features(self.text_encoder, [settings.prompt, settings.negative_prompt], self.device)
@@ -347,7 +349,8 @@ class LavieStage:
     # ------------------------------------------------------------------------------------------- stages
     @torch.no_grad()
     def generate(self, settings: StageSettings, generator: torch.Generator, frames: int = 16,
-                 height: int = 320, width: int = 512, progress: bool = False) -> torch.Tensor:
+                 height: int = 320, width: int = 512, progress: bool = False,
+                 callback: Optional[StepCallback] = None) -> torch.Tensor:
         """Base stage: text → video ``(1, 3, F, H, W)`` in ~[−1, 1] (not clamped)."""
         d = self.autoencoder.downsample_factor
         if height % d or width % d:
@@ -355,12 +358,13 @@ class LavieStage:
         text_cond, text_uncond = self._texts(settings)
         noise = draw_noise((1, self.autoencoder.latent_channels, frames, height // d, width // d), [generator],
                            self.device)
-        latents = self.denoise(noise, settings, text_cond, text_uncond, generator, progress=progress)
+        latents = self.denoise(noise, settings, text_cond, text_uncond, generator, progress=progress,
+                               callback=callback)
         return self.autoencoder.decode(latents).float()
 
     @torch.no_grad()
     def interpolate(self, video: torch.Tensor, settings: StageSettings, generator: torch.Generator,
-                    factor: int = 4, progress: bool = False) -> torch.Tensor:
+                    factor: int = 4, progress: bool = False, callback: Optional[StepCallback] = None) -> torch.Tensor:
         """Interp stage: video ``(1, 3, n, H, W)`` in [−1, 1] → ``(1, 3, k(n−1)+1, H, W)``. The input frames are
         VAE-encoded (posterior samples, drawn first from ``generator``), output frame ``j`` is conditioned on
         input frame ``⌊(j+1)/k⌋``, all output latents start from noise; input frames are not pasted back."""
@@ -368,12 +372,14 @@ class LavieStage:
         cond = latents[:, :, interp_condition_indices(video.shape[2], factor)]
         noise = draw_noise((1, latents.shape[1], *cond.shape[2:]), [generator], self.device)
         text_cond, text_uncond = self._texts(settings)
-        latents = self.denoise(noise, settings, text_cond, text_uncond, generator, cond=cond, progress=progress)
+        latents = self.denoise(noise, settings, text_cond, text_uncond, generator, cond=cond, progress=progress,
+                               callback=callback)
         return self.autoencoder.decode(latents).float()
 
     @torch.no_grad()
     def upscale_chunk(self, low_res: torch.Tensor, settings: StageSettings, generator: torch.Generator,
-                      noise_level: Optional[int] = None, progress: bool = False) -> torch.Tensor:
+                      noise_level: Optional[int] = None, progress: bool = False,
+                      callback: Optional[StepCallback] = None) -> torch.Tensor:
         """VSR on one chunk: ``(1, 3, f, h, w)`` in [−1, 1] → ``(1, 3, f, h·4, w·4)`` clamped to [−1, 1]. The
         generator draws the augmentation noise first, then the initial latents (official order)."""
         level = self.noise_level if noise_level is None else int(noise_level)
@@ -385,17 +391,21 @@ class LavieStage:
         noise = draw_noise((1, self.autoencoder.latent_channels, *low_res.shape[2:]), [generator], self.device)
         text_cond, text_uncond = self._texts(settings)
         latents = self.denoise(noise, settings, text_cond, text_uncond, generator, low_res=noisy, noise_level=level,
-                               progress=progress)
+                               progress=progress, callback=callback)
         return self.autoencoder.decode(latents).float().clamp(-1, 1)
 
     @torch.no_grad()
     def upscale(self, video: torch.Tensor, settings: StageSettings, generator: torch.Generator, chunk: int = 8,
-                overlap: int = 0, noise_level: Optional[int] = None, progress: bool = False) -> torch.Tensor:
+                overlap: int = 0, noise_level: Optional[int] = None, progress: bool = False,
+                callback: Optional[StepCallback] = None) -> torch.Tensor:
         """VSR stage: ``(1, 3, F, h, w)`` → ``(1, 3, F, 4h, 4w)`` in chunks (official: 8 frames, no overlap);
         overlapping chunks are cross-faded over their shared frames."""
         chunks = frame_chunks(video.shape[2], chunk, overlap)
-        pieces = [self.upscale_chunk(video[:, :, s:e], settings, generator, noise_level, progress).cpu()
-                  for s, e in chunks]
+        pieces = []
+        for k, (s, e) in enumerate(chunks):  # steps are reported over all chunks
+            step = (lambda done, total, k=k: callback(k * total + done, total * len(chunks))) if callback else None
+            pieces.append(self.upscale_chunk(video[:, :, s:e], settings, generator, noise_level, progress,
+                                             step).cpu())
         return blend_chunks(pieces, chunks, overlap)
 
 
@@ -439,12 +449,13 @@ class LatteBaseStage:
 
     @torch.no_grad()
     def generate(self, settings: StageSettings, generator: torch.Generator, frames: Optional[int] = None,
-                 height: Optional[int] = None, width: Optional[int] = None, progress: bool = False) -> torch.Tensor:
+                 height: Optional[int] = None, width: Optional[int] = None, progress: bool = False,
+                 callback: Optional[StepCallback] = None) -> torch.Tensor:
         if settings.negative_prompt:
             raise ValueError("a Latte base stage guides with the empty prompt; a negative prompt is not supported")
         out = self.pipe(prompts=[settings.prompt], seeds=[settings.seed], sampler=settings.sampler,
                         steps=settings.steps, cfg_scale=settings.cfg_scale, frames=frames, height=height, width=width,
-                        output_type="tensor", progress=progress)
+                        output_type="tensor", progress=progress, callback=callback)
         return out.videos.float()
 
 
@@ -517,6 +528,72 @@ class CascadePipeline:
             built["base"] = LatteBaseStage(latte_base)
         return cls(**built, device=device, dtype=dtype, offload=offload)
 
+    @classmethod
+    def load(cls, lavie_dir: PathLike, device=None, dtype=None, offload: bool = False) -> "CascadePipeline":
+        """Every stage whose U-Net file is in ``lavie_dir`` (official layout; the base is required)."""
+        root = Path(lavie_dir).expanduser()
+        stages = [s for s in STAGES if (root / LAVIE_FILES[s]).is_file()]
+        check_lavie_dir(root, stages if "base" in stages else ["base", *stages])
+        return cls.from_lavie_dir(root, stages, device=device, dtype=dtype, offload=offload)
+
+    # ------------------------------------------------------------------- the text-to-video batch interface
+    conditioning = "text"
+
+    @property
+    def defaults(self) -> StageSettings:
+        """The base stage's default sampler, steps, guidance and negative prompt."""
+        base = self.stages["base"]
+        if base is None:
+            raise ValueError("this cascade has no base stage")
+        return base.defaults() if isinstance(base, LatteBaseStage) else STAGE_DEFAULTS["base"]
+
+    @property
+    def optional_stages(self) -> list[str]:
+        """The loaded stages after the base (e.g. ``["interp", "vsr"]``)."""
+        return [s for s in STAGES[1:] if self.stages[s] is not None]
+
+    def describe_size(self) -> str:
+        base = self.stages["base"]
+        frames, height, width = base.default_size if base is not None else (None, None, None)
+        if frames is None:
+            return "the base model's size; interpolation n -> 4(n-1)+1 frames, super-resolution x4"
+        return (f"{frames} frames of {height}x{width} px; interpolation -> {interp_num_frames(frames)} frames, "
+                f"super-resolution -> {height * 4}x{width * 4} px")
+
+    def __call__(self, prompts: Union[str, Sequence[str]], num_videos: Optional[int] = None, seed: int = 0,
+                 sampler: Optional[str] = None, steps: Optional[int] = None, cfg_scale: Optional[float] = None,
+                 negative_prompt: Optional[str] = None, stages: Optional[Sequence[str]] = None,
+                 batch_size: int = 1, progress: bool = True,
+                 callback: Optional[Callable[[str, int, int], None]] = None,
+                 indices: Optional[Sequence[int]] = None, **options) -> "SampleOutput":
+        """Text-to-video videos through the cascade, like :class:`LattePipeline` (and what ``latte demo
+        --cascade`` calls): video ``i`` has prompt ``prompts[i % len]`` and seed ``seed + i``.
+
+        ``sampler``, ``cfg_scale`` and ``negative_prompt`` set the base stage; ``steps`` every stage; the other
+        stages keep their official defaults. ``stages``: the stages to run after the base (default: all loaded;
+        "base" may be listed). ``batch_size`` is accepted for interface compatibility: videos are made one at a
+        time. ``options``: any other :meth:`run` argument. Returns uint8 videos ``(N, F, H, W, 3)`` and one
+        record per video (``index``, ``fps`` and the cascade record of :meth:`run`).
+        """
+        from latte.sampling.pipeline import SampleOutput
+
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not prompts:
+            raise ValueError("pass at least one prompt")
+        chosen = list(self.optional_stages if stages is None else stages)
+        run_stages = ["base", *[s for s in chosen if s != "base"]]
+        base = StageSettings(sampler=sampler, steps=steps, cfg_scale=cfg_scale, negative_prompt=negative_prompt)
+        settings = {"base": base, **{s: StageSettings(steps=steps) for s in run_stages[1:]}}
+        settings.update(options.pop("settings", None) or {})
+        indices = list(indices) if indices is not None else list(range(num_videos or len(prompts)))
+        videos, records = [], []
+        for i in indices:
+            out = self.run(prompts[i % len(prompts)], stages=run_stages, seed=seed + i, settings=settings,
+                           progress=progress, callback=callback, **options)
+            videos.append(out.video)
+            records.append({"index": i, **out.record})
+        return SampleOutput(np.stack(videos), records)
+
     # ------------------------------------------------------------------------------------------- running
     def settings_for(self, stage: str, prompt: str, given: Optional[StageSettings], seed: int,
                      official: bool, name_prompt: Optional[str] = None) -> StageSettings:
@@ -547,13 +624,13 @@ class CascadePipeline:
             if not active and self.device.type == "cuda":
                 torch.cuda.empty_cache()
 
-    def __call__(self, prompt: Optional[str] = None, *, stages: Sequence[str] = STAGES,
+    def run(self, prompt: Optional[str] = None, *, stages: Sequence[str] = STAGES,
                  input: Optional[Union[PathLike, np.ndarray, torch.Tensor]] = None, seed: int = 0,
                  settings: Optional[dict] = None, official: bool = False, frames: Optional[int] = None,
                  height: Optional[int] = None, width: Optional[int] = None, interp_factor: int = 4,
                  vsr_chunk: int = 8, vsr_overlap: int = 0, noise_level: int = 50, input_fps: float = 8.0,
                  progress: bool = True, workdir: Optional[PathLike] = None,
-                 on_stage: Optional[Callable[[str], None]] = None) -> CascadeOutput:
+                 callback: Optional[Callable[[str, int, int], None]] = None) -> CascadeOutput:
         """Run the cascade for one prompt.
 
         Args:
@@ -571,7 +648,8 @@ class CascadePipeline:
             shared (cross-faded) by consecutive chunks; noise_level: VSR low-res augmentation level.
             input_fps: frame rate of an array ``input`` (an mp4 input keeps its own).
             workdir: where official mode writes its intermediate mp4 files (default: a temporary folder).
-            on_stage: called with each stage's name as it starts (progress display).
+            callback: ``callback(stage, step, total)`` after every sampler step of every stage (VSR counts the
+                steps of all its chunks); it may raise to stop.
         """
         import time
 
@@ -611,22 +689,21 @@ class CascadePipeline:
         try:
             for k, stage in enumerate(stages):
                 obj = self.stages[stage]
-                if on_stage is not None:
-                    on_stage(stage)
+                step = (lambda done, total, stage=stage: callback(stage, done, total)) if callback else None
                 s = self.settings_for(stage, prompt, settings.get(stage), seed, official, name_prompt)
                 generator = torch.Generator(self.device.type).manual_seed(s.seed)
                 start = time.perf_counter()
                 self._place(obj, True)
                 if stage == "base":
                     size = [v if v is not None else d for v, d in zip((frames, height, width), obj.default_size)]
-                    video = obj.generate(s, generator, *size, progress=progress)
+                    video = obj.generate(s, generator, *size, progress=progress, callback=step)
                     fps = STAGE_FPS["base"]
                 elif stage == "interp":
-                    video = obj.interpolate(video.clamp(-1, 1), s, generator, interp_factor, progress)
+                    video = obj.interpolate(video.clamp(-1, 1), s, generator, interp_factor, progress, step)
                     fps = STAGE_FPS["interp"]
                 else:
                     video = obj.upscale(video.clamp(-1, 1), s, generator, vsr_chunk, vsr_overlap, noise_level,
-                                        progress)
+                                        progress, step)
                 self._place(obj, False)
                 video = video.cpu().clamp(-1, 1)
                 rounding = "floor" if stage == "vsr" else "round"
