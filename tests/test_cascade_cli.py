@@ -218,3 +218,17 @@ def test_batch_interface_and_the_demo_over_a_real_tiny_cascade(lavie_dir, tmp_pa
     result = gen.generate(req, lambda stage, done, total: seen.append((stage, done, total)))
     assert result.videos.shape == (1, 4, 64, 64, 3) and result.records[0]["stages"][0]["negative_prompt"] == "blue"
     assert seen == [("base", 1, 2), ("base", 2, 2), ("vsr", 1, 2), ("vsr", 2, 2)]
+
+
+def test_our_own_unet_folder_replaces_a_released_stage(lavie_dir, tmp_path):
+    from latte.interop.lavie import load_lavie
+
+    m = torch.load(os.path.join(REFERENCE, FIXTURES["interp"]), weights_only=True)
+    load_lavie(m["state_dict"], "interp", m["config"]).model.save_pretrained(tmp_path / "my_interp")
+    stage = load_lavie_stage(lavie_dir, "interp", unet=tmp_path / "my_interp")
+    released = load_lavie_stage(lavie_dir, "interp")
+    x = torch.randn(1, 8, 3, 4, 4)
+    t, text = torch.tensor([500]), torch.randn(1, 5, 16)
+    torch.testing.assert_close(stage.unet(x, t, text), released.unet(x, t, text))
+    with pytest.raises(ValueError, match=r"my_interp: not a LaVie base U-Net.*in_channels 8"):
+        load_lavie_stage(lavie_dir, "base", unet=tmp_path / "my_interp")

@@ -787,13 +787,22 @@ def _load_unet(path: Path, stage: str) -> torch.nn.Module:
     naming it."""
     from latte.config import ConfigError
     from latte.encoders.loading import read_json
-    from latte.interop.lavie import load_lavie
+    from latte.interop.lavie import OfficialLaVie, load_lavie
+    from latte.models.unet3d import UNet3D
 
     config_file = path / "config.json" if path.is_dir() else path.with_suffix(".json")
     config = read_json(config_file) if config_file.is_file() else None
     if path.is_dir() and config is None:
-        raise FileNotFoundError(f"{path}: a U-Net folder needs config.json (the official constructor kwargs)")
+        raise FileNotFoundError(f"{path}: a U-Net folder needs config.json (UNet3D.save_pretrained's, or the "
+                                "official constructor kwargs next to the weights)")
     try:
+        if config is not None and "attention_levels" in config:  # our own folder (UNet3D.save_pretrained)
+            model = UNet3D.from_pretrained(path)
+            wanted = {"base": (4, 0), "interp": (8, 0), "vsr": (7, 3)}[stage]
+            if (model.config.in_channels, model.config.low_res_channels) != wanted:
+                raise ValueError(f"in_channels {model.config.in_channels} / low_res_channels "
+                                 f"{model.config.low_res_channels}, expected {wanted[0]} / {wanted[1]}")
+            return OfficialLaVie(model.eval(), stage)
         return load_lavie(path, stage, config)
     except (RuntimeError, KeyError, ValueError, ConfigError) as e:
         raise ValueError(f"{path}: not a LaVie {stage} U-Net (expected the weights of {LAVIE_FILES[stage]}"
