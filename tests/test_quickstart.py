@@ -18,13 +18,15 @@ def test_quickstart_smoke_end_to_end_and_resume(tmp_path):
     assert len(sidecars) == 36 and len(list((out / "samples" / "heldout").glob("*.mp4"))) == 12
     assert json.loads(sidecars[0].read_text())["prompt"].startswith("a ")
     assert list((out / "samples" / "showcase_heldout").glob("*.gif"))
-    # the bars a 10-step model reaches: the evaluator learns colour in 20 steps, finds the real clips right in every
-    # frame, and tells the barely trained generator from real data (its FVD far above the real-vs-real floor)
-    assert stages["classifier"]["val_accuracy"]["color"] >= 0.9
+    # bars the shortened stages reach: the VAE learns (+5 dB), the evaluator reads colour (4 colours, chance
+    # 0.25) after 20 steps and finds the real clips right in every frame, and the 10-step generator is
+    # measurably worse than real data
+    assert stages["vae"]["psnr"] > stages["vae"]["psnr_before"] + 5, stages["vae"]
+    assert stages["classifier"]["val_accuracy"]["color"] >= 0.9, stages["classifier"]
     ev = stages["eval"]
+    assert ev["synthetic_fvd"] > 2 * ev["synthetic_fvd_real_baseline"] > 0, ev
     real = ev["every_frame"]["real"]
-    assert real["color_every_frame"] == real["shape_every_frame"] == 1.0 and real["flicker"] == 0.0
-    assert ev["synthetic_fvd"] > 3 * ev["synthetic_fvd_real_baseline"] > 0
+    assert real["color_every_frame"] == real["shape_every_frame"] == 1.0 and real["flicker"] == 0.0, real
     for name, count in (("train", 36), ("heldout", 12)):  # the every-frame count is the stricter one
         check = ev["every_frame"][name]
         assert check["every_frame_joint"] <= check["clip_joint"] and check["num_videos"] == count

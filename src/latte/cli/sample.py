@@ -29,6 +29,9 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: official, 250 or 50)")
     p.add_argument("--cfg-scale", type=float, default=None,
                    help="classifier-free guidance scale; 1 disables (default: 7 class, 7.5 text, 1 unconditional)")
+    p.add_argument("--cache", default="none", metavar="SPEC",
+                   help="step cache: 'none' or 'teacache:THRESHOLD' (e.g. teacache:0.1; 0 = uncached exactly, "
+                        "larger = faster, less faithful); see docs/sampling.md")
     p.add_argument("--seed", type=int, default=0, help="video i uses seed SEED + i (recorded in its sidecar)")
     p.add_argument("--frames", type=int, default=None, help="frames per video (default: the model's)")
     p.add_argument("--height", type=int, default=None, help="height in pixels (default: the training size)")
@@ -48,6 +51,9 @@ def register(sub) -> None:
     p.add_argument("--truncate-text", choices=["auto", "on", "off"], default="auto",
                    help="cut prompt features to their valid tokens and the empty prompt to the same length, as "
                         "the official pipeline does for one prompt (auto: on for released text-to-video models)")
+    p.add_argument("--lora", metavar="PATH", help="apply a LoRA adapter (folder with adapter.safetensors, e.g. "
+                                                 "CHECKPOINT/ema of a train.trainable: lora run)")
+    p.add_argument("--lora-scale", type=float, default=1.0, help="scale of the LoRA update (default 1)")
     p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run, user_value_errors=True)
 
@@ -57,6 +63,7 @@ def run(args) -> int:
 
     from latte.io import ensure_writable_dir
     from latte.sampling import LattePipeline
+    from latte.sampling.cache import parse_cache
     from latte.sampling.runner import SampleJob, read_prompts, run_job, summarize
     from latte.training.distributed import all_gather_objects, barrier, cleanup_distributed, setup_distributed
 
@@ -64,16 +71,20 @@ def run(args) -> int:
     dist = setup_distributed(device)
     try:
         prompts = read_prompts(args.prompts) if args.prompts else args.prompt
+        parse_cache(args.cache)  # a bad spec fails before the model loads
         ensure_writable_dir(args.out)  # before minutes of model loading
         pipe = LattePipeline.load(args.checkpoint, ema=not args.no_ema, device=dist.device, dtype=args.dtype,
                                   vae=args.vae, text_encoder=args.text_encoder, kind=args.kind)
+        if args.lora:
+            pipe.apply_lora(args.lora, args.lora_scale)
         if args.truncate_text != "auto":
             pipe.truncate_text = args.truncate_text == "on"
         count = len(prompts) if prompts else (len(args.classes) if args.classes else 1)
         job = SampleJob(out_dir=args.out, num_videos=args.num_videos or count, prompts=prompts,
                         classes=args.classes, seed=args.seed, sampler=args.sampler, steps=args.steps,
                         cfg_scale=args.cfg_scale, frames=args.frames, height=args.height, width=args.width,
-                        fps=args.fps, formats=args.format.split(","), batch_size=args.batch_size)
+                        fps=args.fps, formats=args.format.split(","), batch_size=args.batch_size,
+                        cache=args.cache)
         result = run_job(pipe, job, dist.rank, dist.world_size, progress=not args.no_progress)
         results = all_gather_objects(result)
         barrier()

@@ -23,6 +23,7 @@ import torch
 
 from latte.config import to_dict
 from latte.models import Latte
+from latte.sampling.cache import CacheLike, TeaCache, count_model_calls, parse_cache
 from latte.sampling.samplers import StepCallback, check_sampler, draw_noise, sample_loop
 from latte.sampling.sources import Defaults, Parts
 
@@ -150,6 +151,18 @@ class LattePipeline:
             return cls.from_diffusers(checkpoint, device, dtype, vae, text_encoder)
         return cls._from_parts(sources.load_official(checkpoint, vae, kind, None, text_encoder), device, dtype)
 
+    def apply_lora(self, path: PathLike, scale: float = 1.0, merge: bool = False) -> "LattePipeline":
+        """Add the LoRA adapter at ``path`` (a folder with ``adapter.safetensors``, e.g. ``CHECKPOINT/ema``),
+        its update scaled by ``scale``; ``merge`` folds it into the weights (same videos, faster)."""
+        from latte.models.lora import apply_lora_file, merge_lora
+
+        model = apply_lora_file(self.model.float(), path, scale)
+        if merge:
+            model = merge_lora(model)
+        self.model = model.eval().requires_grad_(False).to(device=self.device, dtype=self.dtype)
+        self.source.update(lora=str(path), lora_scale=float(scale))
+        return self
+
     # ------------------------------------------------------------------------------------------- conditions
     @property
     def conditioning(self) -> str:
@@ -204,11 +217,14 @@ class LattePipeline:
         to = lambda d: {k: v.to(self.device) for k, v in d.items()}  # noqa: E731
         return to(cond), to(uncond)
 
-    def _model_fn(self, cond: dict, uncond: dict, cfg_scale: float):
+    def _model_fn(self, cond: dict, uncond: dict, cfg_scale: float, forward=None):
+        """``(x, t) -> output`` with guidance; ``forward`` replaces the model's forward (a cache session)."""
         from latte.diffusion import classifier_free_guidance
 
+        forward = forward or self.model
+
         def run(x, t, **kwargs):
-            return self.model(x.to(self.dtype), t, **kwargs).float()
+            return forward(x.to(self.dtype), t, **kwargs).float()
 
         if cfg_scale > 1.0 and self.conditioning != "none":
             return classifier_free_guidance(run, cfg_scale, cond, uncond, self.model.config.in_channels)
@@ -289,7 +305,7 @@ class LattePipeline:
                      frames: Optional[int] = None, height: Optional[int] = None, width: Optional[int] = None,
                      batch_size: int = 1, output_type: OutputType = "uint8",
                      progress: bool = True, negative_prompt: str = "",
-                     callback: Optional[StepCallback] = None) -> Iterator[SampleOutput]:
+                     callback: Optional[StepCallback] = None, cache: CacheLike = None) -> Iterator[SampleOutput]:
         """Like :meth:`__call__`, yielding one :class:`SampleOutput` per batch (for saving as you go)."""
         if negative_prompt and self.conditioning != "text":
             raise ValueError(f"negative_prompt needs a text-conditional model (conditioning '{self.conditioning}')")
@@ -298,6 +314,11 @@ class LattePipeline:
         if isinstance(classes, (int, str)):
             classes = [classes]
         settings = self._settings(sampler, steps, cfg_scale, frames, height, width)
+        cache = parse_cache(cache)
+        if cache is not None and not isinstance(cache, TeaCache):
+            raise ValueError(f"cache '{cache.spec()}' is for the LaVie U-Nets; a Latte transformer takes "
+                             "'teacache:THRESHOLD' (or 'none')")
+        num_calls = count_model_calls(settings["sampler"], settings["steps"], self.betas) if cache else 0
         plan = self._plan(list(prompts or []), list(classes or []), num_videos, seed, seeds, indices)
         if output_type != "latent" and self.autoencoder is None:
             raise ValueError("no autoencoder: only output_type='latent' is possible")
@@ -316,11 +337,13 @@ class LattePipeline:
                 uncond["y"] = torch.full_like(cond["y"], cfg.num_classes)
             elif self.conditioning == "text":
                 cond, uncond = self._text_conditions([r["prompt"] for r in batch], negative_prompt)
-            model_fn = self._model_fn(cond, uncond, settings["cfg_scale"])
+            session = cache.session(self.model, len(batch), num_calls) if cache else None  # fresh per batch
+            model_fn = self._model_fn(cond, uncond, settings["cfg_scale"], session)
             latents = sample_loop(model_fn, noise, settings["sampler"], settings["steps"], self.betas,
                                   cfg.learn_sigma, generators, progress=progress,
                                   prediction_type=self.prediction_type, callback=callback)
-            records = [{**r, **settings, **shared} for r in batch]
+            records = [{**r, **settings, **shared, **(session.record(k) if session else {"cache": "none"})}
+                       for k, r in enumerate(batch)]
             if negative_prompt:
                 for r in records:
                     r["negative_prompt"] = negative_prompt
@@ -343,7 +366,7 @@ class LattePipeline:
                  frames: Optional[int] = None, height: Optional[int] = None, width: Optional[int] = None,
                  batch_size: int = 1, output_type: OutputType = "uint8", progress: bool = True,
                  indices: Optional[Sequence[int]] = None, negative_prompt: str = "",
-                 callback: Optional[StepCallback] = None) -> SampleOutput:
+                 callback: Optional[StepCallback] = None, cache: CacheLike = None) -> SampleOutput:
         """Sample ``num_videos`` videos (default: one per prompt/class, prompts and classes are cycled).
 
         Args:
@@ -358,10 +381,13 @@ class LattePipeline:
             negative_prompt: text models: the guidance's unconditional branch encodes this prompt instead of
                 the empty one (recorded in the sidecar).
             callback: ``callback(step, total)`` after every sampler step of each batch (may raise to stop).
+            cache: step cache (:mod:`latte.sampling.cache`): None / ``'none'``, a spec such as
+                ``'teacache:0.1'``, or a :class:`~latte.sampling.cache.TeaCache`. Recorded in every record
+                (``cache``, ``cache_computed_calls``, ``cache_model_calls``).
         """
         outs = list(self.iter_batches(prompts, classes, num_videos, seed, seeds, indices, sampler, steps, cfg_scale,
                                       frames, height, width, batch_size, output_type, progress, negative_prompt,
-                                      callback))
+                                      callback, cache))
         if not outs:
             return SampleOutput(np.zeros((0,), np.uint8), [])
         records = [r for o in outs for r in o.records]
