@@ -174,11 +174,11 @@ def test_export_of_models_trained_at_another_size_than_their_position_base(tmp_p
 
 
 def test_shipped_t2v_config_is_exportable():
-    import yaml
-
+    from latte.config import resolve_config
     from latte.interop.official import t2v_config_to_official
+    from latte.io import load_yaml_mapping
 
-    model = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "configs", "t2v.yaml")))["model"]
+    model = load_yaml_mapping(resolve_config("t2v"))["model"]
     config = t2v_config_to_official(LatteConfig(**{k: v for k, v in model.items() if k != "gradient_checkpointing"}))
     assert config["sample_size"] == 64 and config["patch_size"] == 2
 
