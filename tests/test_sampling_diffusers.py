@@ -1,6 +1,5 @@
 """diffusers interop with tiny random weights: export → LatteTransformer3DModel / LattePipeline, import back."""
 import json
-import os
 import shutil
 
 import pytest
