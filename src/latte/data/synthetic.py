@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 __all__ = ["VOCAB", "COLORS", "SyntheticSpec", "SyntheticDataset", "render_clip", "sample_attributes",
-           "caption_for", "export_synthetic"]
+           "caption_for", "export_synthetic", "shape_coverage"]
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (235, 30, 30),
@@ -77,7 +77,7 @@ def caption_for(attrs: dict) -> str:
     return f"a {attrs['color']} {thing} moving {attrs['direction']}"
 
 
-def _coverage(kind: str, value: str, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, r: float) -> np.ndarray:
+def shape_coverage(kind: str, value: str, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, r: float) -> np.ndarray:
     """Boolean ink mask at sample points ``(xs, ys)`` for an object of half-size ``r`` centred at ``(cx, cy)``."""
     u, v = (xs - cx) / r, (ys - cy) / r  # object coordinates in [-1, 1]
     if kind == "digit":
@@ -148,7 +148,7 @@ def render_clip(attrs: dict, num_frames: int = 16, size: int = 32, seed: int = 0
     for t in range(num_frames):
         progress = t / max(1, num_frames - 1)
         cx, cy = x0 + dx * travel * progress, y0 + dy * travel * progress
-        ink = _coverage(kind, value, xs, ys, cx, cy, r).astype(np.float32)
+        ink = shape_coverage(kind, value, xs, ys, cx, cy, r).astype(np.float32)
         alpha = ink.reshape(size, s, size, s).mean(axis=(1, 3))[..., None]
         frames[t] = np.clip(canvas * (1 - alpha) + color * alpha + 0.5, 0, 255).astype(np.uint8)
     return frames

@@ -32,7 +32,7 @@ from torch import nn
 from latte.config import ConfigError, option
 from latte.io import InputError
 from latte.data.config import SyntheticConfig
-from latte.data.synthetic import COLORS, _coverage  # the data's palette and shape outlines (per-frame check)
+from latte.data.synthetic import COLORS, shape_coverage  # the data's palette and shape outlines (per-frame check)
 
 __all__ = ["ClassifierTrainConfig", "VideoAttributeClassifier", "ClassifierDetector", "build_classifier",
            "render_set", "head_accuracy", "to_float", "save_classifier", "load_classifier", "attribute_accuracy",
@@ -321,7 +321,7 @@ def _template_offsets(kind: str, values: list[str]) -> dict[str, tuple[float, fl
     xs, ys = np.meshgrid(grid, grid)
     out = {}
     for value in values:
-        ink = _coverage(kind, value, xs, ys, 0.0, 0.0, 1.0)
+        ink = shape_coverage(kind, value, xs, ys, 0.0, 0.0, 1.0)
         out[value] = (float(xs[ink].mean()), float(ys[ink].mean()))
     return out
 
@@ -336,7 +336,7 @@ def _shape_iou(kind: str, value: str, alpha: np.ndarray, cx: float, cy: float, r
     if x1 <= x0 or y1 <= y0:
         return 0.0
     xs, ys = np.meshgrid(x0 + (np.arange((x1 - x0) * s) + 0.5) / s, y0 + (np.arange((y1 - y0) * s) + 0.5) / s)
-    ink = _coverage(kind, value, xs, ys, cx, cy, r).astype(np.float32)
+    ink = shape_coverage(kind, value, xs, ys, cx, cy, r).astype(np.float32)
     template = ink.reshape(y1 - y0, s, x1 - x0, s).mean(axis=(1, 3))
     window = alpha[y0:y1, x0:x1]
     inter = float(np.minimum(window, template).sum())
