@@ -30,7 +30,15 @@ def register(sub) -> None:
     p.add_argument("--cfg-scale", type=float, default=None,
                    help="classifier-free guidance scale; 1 disables (default: 7 class, 7.5 text, 1 unconditional)")
     p.add_argument("--seed", type=int, default=0, help="video i uses seed SEED + i (recorded in its sidecar)")
-    p.add_argument("--frames", type=int, default=None, help="frames per video (default: the model's)")
+    p.add_argument("--frames", type=int, default=None,
+                   help="frames per video (default: the model's). More than the trained length samples with "
+                        "sliding temporal windows (--window)")
+    p.add_argument("--window", type=int, default=None, metavar="FRAMES",
+                   help="temporal window for long videos: the model sees FRAMES frames at a time, overlapping "
+                        "windows are blended and the noise is rescheduled (FreeNoise). Default: the trained length "
+                        "when --frames exceeds it; 0 turns windows off (full attention over all frames)")
+    p.add_argument("--window-stride", type=int, default=None, metavar="FRAMES",
+                   help="frames between window starts (default: half the window)")
     p.add_argument("--height", type=int, default=None, help="height in pixels (default: the training size)")
     p.add_argument("--width", type=int, default=None, help="width in pixels (default: the training size)")
     p.add_argument("--fps", type=float, default=8, help="frame rate of mp4/GIF files")
@@ -73,7 +81,8 @@ def run(args) -> int:
         job = SampleJob(out_dir=args.out, num_videos=args.num_videos or count, prompts=prompts,
                         classes=args.classes, seed=args.seed, sampler=args.sampler, steps=args.steps,
                         cfg_scale=args.cfg_scale, frames=args.frames, height=args.height, width=args.width,
-                        fps=args.fps, formats=args.format.split(","), batch_size=args.batch_size)
+                        fps=args.fps, formats=args.format.split(","), batch_size=args.batch_size,
+                        window=args.window, window_stride=args.window_stride)
         result = run_job(pipe, job, dist.rank, dist.world_size, progress=not args.no_progress)
         results = all_gather_objects(result)
         barrier()

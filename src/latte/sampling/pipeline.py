@@ -23,6 +23,7 @@ import torch
 
 from latte.config import to_dict
 from latte.models import Latte
+from latte.sampling.long_video import reschedule_noise, resolve_windows, windowed
 from latte.sampling.samplers import StepCallback, check_sampler, draw_noise, sample_loop
 from latte.sampling.sources import Defaults, Parts
 
@@ -289,7 +290,8 @@ class LattePipeline:
                      frames: Optional[int] = None, height: Optional[int] = None, width: Optional[int] = None,
                      batch_size: int = 1, output_type: OutputType = "uint8",
                      progress: bool = True, negative_prompt: str = "",
-                     callback: Optional[StepCallback] = None) -> Iterator[SampleOutput]:
+                     callback: Optional[StepCallback] = None, window: Optional[int] = None,
+                     window_stride: Optional[int] = None) -> Iterator[SampleOutput]:
         """Like :meth:`__call__`, yielding one :class:`SampleOutput` per batch (for saving as you go)."""
         if negative_prompt and self.conditioning != "text":
             raise ValueError(f"negative_prompt needs a text-conditional model (conditioning '{self.conditioning}')")
@@ -304,12 +306,18 @@ class LattePipeline:
         cfg = self.model.config
         factor = self.autoencoder.downsample_factor if self.autoencoder is not None else 1
         shape = (cfg.in_channels, settings["frames"], settings["height"] // factor, settings["width"] // factor)
+        tubelet = cfg.tubelet_size if cfg.patch_embedding == "tubelet" else 1
+        windows = resolve_windows(settings["frames"], cfg.num_frames, window, window_stride, tubelet)
         shared = self.describe()
         batch_size = max(1, int(batch_size))
         for start in range(0, len(plan), batch_size):
             batch = plan[start:start + batch_size]
             generators = [torch.Generator(self.device.type).manual_seed(r["seed"]) for r in batch]
-            noise = draw_noise((len(batch), *shape), generators, self.device)
+            if windows is None:
+                noise = draw_noise((len(batch), *shape), generators, self.device)
+            else:  # longer than the trained clip: sliding windows over time (latte.sampling.long_video)
+                first = draw_noise((len(batch), shape[0], windows.size, *shape[2:]), generators, self.device)
+                noise = reschedule_noise(first, windows, generators, shape[1])
             cond, uncond = {}, {}
             if self.conditioning == "class":
                 cond["y"] = torch.tensor([r["class_id"] for r in batch], device=self.device)
@@ -317,13 +325,17 @@ class LattePipeline:
             elif self.conditioning == "text":
                 cond, uncond = self._text_conditions([r["prompt"] for r in batch], negative_prompt)
             model_fn = self._model_fn(cond, uncond, settings["cfg_scale"])
+            if windows is not None:
+                model_fn = windowed(model_fn, windows)
             latents = sample_loop(model_fn, noise, settings["sampler"], settings["steps"], self.betas,
                                   cfg.learn_sigma, generators, progress=progress,
                                   prediction_type=self.prediction_type, callback=callback)
             records = [{**r, **settings, **shared} for r in batch]
-            if negative_prompt:
-                for r in records:
+            for r in records:
+                if negative_prompt:
                     r["negative_prompt"] = negative_prompt
+                if windows is not None:
+                    r["temporal_window"] = windows.record()
             yield SampleOutput(self._finish(latents, output_type), records)
 
     @torch.no_grad()
@@ -343,7 +355,8 @@ class LattePipeline:
                  frames: Optional[int] = None, height: Optional[int] = None, width: Optional[int] = None,
                  batch_size: int = 1, output_type: OutputType = "uint8", progress: bool = True,
                  indices: Optional[Sequence[int]] = None, negative_prompt: str = "",
-                 callback: Optional[StepCallback] = None) -> SampleOutput:
+                 callback: Optional[StepCallback] = None, window: Optional[int] = None,
+                 window_stride: Optional[int] = None) -> SampleOutput:
         """Sample ``num_videos`` videos (default: one per prompt/class, prompts and classes are cycled).
 
         Args:
@@ -358,10 +371,14 @@ class LattePipeline:
             negative_prompt: text models: the guidance's unconditional branch encodes this prompt instead of
                 the empty one (recorded in the sidecar).
             callback: ``callback(step, total)`` after every sampler step of each batch (may raise to stop).
+            window, window_stride: temporal windows (frames) for videos longer than the model's trained length
+                (:mod:`latte.sampling.long_video`). Default: when ``frames`` exceeds the trained length, windows
+                of the trained length every half window; ``window=0`` turns them off (full attention over all
+                frames). Recorded in the sidecar as ``temporal_window``.
         """
         outs = list(self.iter_batches(prompts, classes, num_videos, seed, seeds, indices, sampler, steps, cfg_scale,
                                       frames, height, width, batch_size, output_type, progress, negative_prompt,
-                                      callback))
+                                      callback, window, window_stride))
         if not outs:
             return SampleOutput(np.zeros((0,), np.uint8), [])
         records = [r for o in outs for r in o.records]

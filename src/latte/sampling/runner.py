@@ -36,6 +36,8 @@ class SampleJob:
     fps: float = 8
     formats: Sequence[str] = ("mp4",)
     batch_size: int = 1
+    window: Optional[int] = None  # temporal windows for long videos (see latte.sampling.long_video)
+    window_stride: Optional[int] = None
 
 
 def read_prompts(path: str) -> list[str]:
@@ -65,7 +67,7 @@ def run_job(pipe, job: SampleJob, rank: int = 0, world_size: int = 1, progress: 
         batches = pipe.iter_batches(prompts=job.prompts, classes=job.classes, seed=job.seed, indices=pending,
                                     sampler=job.sampler, steps=job.steps, cfg_scale=job.cfg_scale, frames=job.frames,
                                     height=job.height, width=job.width, batch_size=job.batch_size,
-                                    progress=progress)
+                                    progress=progress, window=job.window, window_stride=job.window_stride)
         for out in batches:
             save_videos(out, job.out_dir, formats, fps=job.fps)
             made.extend(r["index"] for r in out.records)
