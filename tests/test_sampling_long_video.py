@@ -113,3 +113,26 @@ def test_cli_frames_beyond_the_trained_length(tmp_path):
     assert side["frames"] == 12 and side["temporal_window"]["size"] == 4 and side["temporal_window"]["stride"] == 3
     assert main(["sample", "--checkpoint", str(tmp_path / "run"), "--class", "bird", "--frames", "12",
                  "--window-stride", "9", "--steps", "2", "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+
+
+def test_lavie_base_unet_extends_with_the_same_windows():
+    """The fusion wraps any (x, t) -> output function: the LaVie base U-Net (RoPE temporal attention, temporal
+    convolutions) gets 16-frame outputs in which the first window's frames ignore the last frames."""
+    from latte.models import UNet3D, UNet3DConfig
+
+    torch.manual_seed(0)
+    unet = UNet3D(UNet3DConfig(block_out_channels=(32, 32), layers_per_block=1, num_heads=1, norm_num_groups=8,
+                               cross_attention_dim=16, attention_levels=(True, False),
+                               cross_attention_only=(False, False)))
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    text = torch.randn(1, 5, 16)
+    fused = windowed(lambda x, t: unet(x, t, encoder_hidden_states=text), resolve_windows(16, 8))
+    x, t = torch.randn(1, 4, 16, 8, 8), torch.tensor([500])
+    out = fused(x, t)
+    x2 = x.clone()
+    x2[:, :, 12:] += 3.0
+    out2 = fused(x2, t)
+    assert out.shape == (1, 4, 16, 8, 8)
+    assert torch.equal(out2[:, :, :4], out[:, :, :4]) and not torch.allclose(out2[:, :, 12:], out[:, :, 12:])
