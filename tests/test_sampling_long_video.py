@@ -136,3 +136,13 @@ def test_lavie_base_unet_extends_with_the_same_windows():
     out2 = fused(x2, t)
     assert out.shape == (1, 4, 16, 8, 8)
     assert torch.equal(out2[:, :, :4], out[:, :, :4]) and not torch.allclose(out2[:, :, 12:], out[:, :, 12:])
+
+
+def test_step_cache_keeps_one_state_per_window(pipe):
+    kw = {**KW, "sampler": "ddim", "steps": 5}
+    plain = pipe(seed=1, frames=8, **kw)
+    exact = pipe(seed=1, frames=8, cache="teacache:0", **kw)  # threshold 0: every call computed = uncached
+    torch.testing.assert_close(exact.videos, plain.videos)
+    rec = pipe(seed=1, frames=8, cache="teacache:100", **kw).records[0]
+    assert rec["cache_model_calls"] == 3 * 5 and rec["temporal_window"]["size"] == 4  # 3 windows x 5 calls
+    assert 3 * 2 <= rec["cache_computed_calls"] < 3 * 5  # each window computes at least its first and last call

@@ -29,6 +29,9 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: official, 250 or 50)")
     p.add_argument("--cfg-scale", type=float, default=None,
                    help="classifier-free guidance scale; 1 disables (default: 7 class, 7.5 text, 1 unconditional)")
+    p.add_argument("--cache", default="none", metavar="SPEC",
+                   help="step cache: 'none' or 'teacache:THRESHOLD' (e.g. teacache:0.1; 0 = uncached exactly, "
+                        "larger = faster, less faithful); see docs/sampling.md")
     p.add_argument("--seed", type=int, default=0, help="video i uses seed SEED + i (recorded in its sidecar)")
     p.add_argument("--frames", type=int, default=None,
                    help="frames per video (default: the model's). More than the trained length samples with "
@@ -65,6 +68,7 @@ def run(args) -> int:
 
     from latte.io import ensure_writable_dir
     from latte.sampling import LattePipeline
+    from latte.sampling.cache import parse_cache
     from latte.sampling.runner import SampleJob, read_prompts, run_job, summarize
     from latte.training.distributed import all_gather_objects, barrier, cleanup_distributed, setup_distributed
 
@@ -72,6 +76,7 @@ def run(args) -> int:
     dist = setup_distributed(device)
     try:
         prompts = read_prompts(args.prompts) if args.prompts else args.prompt
+        parse_cache(args.cache)  # a bad spec fails before the model loads
         ensure_writable_dir(args.out)  # before minutes of model loading
         pipe = LattePipeline.load(args.checkpoint, ema=not args.no_ema, device=dist.device, dtype=args.dtype,
                                   vae=args.vae, text_encoder=args.text_encoder, kind=args.kind)
@@ -82,7 +87,7 @@ def run(args) -> int:
                         classes=args.classes, seed=args.seed, sampler=args.sampler, steps=args.steps,
                         cfg_scale=args.cfg_scale, frames=args.frames, height=args.height, width=args.width,
                         fps=args.fps, formats=args.format.split(","), batch_size=args.batch_size,
-                        window=args.window, window_stride=args.window_stride)
+                        cache=args.cache, window=args.window, window_stride=args.window_stride)
         result = run_job(pipe, job, dist.rank, dist.world_size, progress=not args.no_progress)
         results = all_gather_objects(result)
         barrier()

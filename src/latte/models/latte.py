@@ -475,7 +475,7 @@ class Latte(nn.Module):
         image_text_mask: Optional[torch.Tensor] = None,
         force_drop_ids: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Predict noise (and variance values) for noisy latents.
+        """Predict noise (and variance values) for noisy latents: :meth:`embed`, :meth:`run_blocks`, :meth:`head`.
 
         Args:
             x: ``(B, C, F, H, W)`` noisy latents; the last ``num_images`` frames are independent images.
@@ -487,8 +487,28 @@ class Latte(nn.Module):
         Returns:
             ``(B, C_out, F, H, W)``; with ``learn_sigma`` channels ``[:C]`` are epsilon, ``[C:]`` variance values.
         """
+        tok, ctx, c = self.embed(x, t, y, text, text_mask, num_images, y_images, image_text, image_text_mask,
+                                 force_drop_ids)
+        return self.head(self.run_blocks(tok, ctx), c, x.shape[-2:])
+
+    def embed(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        y: Optional[torch.Tensor] = None,
+        text: Optional[torch.Tensor] = None,
+        text_mask: Optional[torch.Tensor] = None,
+        num_images: int = 0,
+        y_images: Optional[torch.Tensor] = None,
+        image_text: Optional[torch.Tensor] = None,
+        image_text_mask: Optional[torch.Tensor] = None,
+        force_drop_ids: Optional[torch.Tensor] = None,
+    ) -> tuple[torch.Tensor, BlockContext, torch.Tensor]:
+        """The part of :meth:`forward` before the blocks (same arguments): tokens ``(B, F', N, D)``, the
+        :class:`BlockContext` and the conditioning vector ``c (B, F_c, D)`` of the final layer.
+        """
         cfg = self.config
-        b, _, f, hgt, wid = x.shape
+        b = x.shape[0]
         if num_images and self.tubelet > 1:
             raise ValueError("image-video joint training (num_images > 0) needs patch_embedding='frame'")
         tok = self.patchify(x)  # (B, F', N, D)
@@ -542,15 +562,21 @@ class Latte(nn.Module):
             ctx.rope = rope_tables(fv, cfg.head_dim, x.device, tok.dtype)
         elif fv > 1:
             ctx.temporal_pe = self.temporal_pe(fv, x.device, tok.dtype)
+        return tok, ctx, c
 
+    def run_blocks(self, tok: torch.Tensor, ctx: BlockContext) -> torch.Tensor:
+        """All transformer blocks: residual stream ``(B, F', N, D)`` in and out."""
         for i, block in enumerate(self.blocks):
             add_pe = i == self.temporal_pe_block
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 tok = checkpoint(block, tok, ctx, add_pe, use_reentrant=False)
             else:
                 tok = block(tok, ctx, add_pe)
-        out = self.final_layer(tok, c)
-        return self.unpatchify(out, hgt, wid)
+        return tok
+
+    def head(self, tok: torch.Tensor, c: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Final layer and unpatchify: ``(B, F', N, D)`` → ``(B, C_out, F, H, W)`` for latent ``size = (H, W)``."""
+        return self.unpatchify(self.final_layer(tok, c), *size)
 
     # -- persistence (diffusers-style folder: config.json + model.safetensors) ------------------------------
     def save_pretrained(self, directory: str | Path, state_dict: Optional[dict] = None) -> None:

@@ -577,6 +577,41 @@ class UNet3D(nn.Module):
             ``(B, out_channels, F, H, W)``.
         """
         cfg = self.config
+        x, ctx = self.embed(sample, timestep, encoder_hidden_states, encoder_attention_mask, low_res=low_res,
+                            class_labels=class_labels, num_images=num_images)
+        ckpt = cfg.gradient_checkpointing
+        skips = [x]
+        for i, down in enumerate(self.down_blocks):
+            x, level_skips = down(x, ctx, ckpt)
+            skips += level_skips
+            if cfg.temporal_modules:
+                x = run(self.down_temporal_blocks[i], x, ctx, ckpt)
+        x = self.mid_block(x, ctx, ckpt)
+        if cfg.temporal_modules:
+            x = run(self.mid_temporal_block, x, ctx, ckpt)
+        for i, up in enumerate(self.up_blocks):
+            level_skips = skips[-len(up.resnets):]
+            del skips[-len(up.resnets):]
+            size = tuple(skips[-1].shape[-2:]) if skips else None
+            x = up(x, level_skips, ctx, ckpt, size)
+            if cfg.temporal_modules:
+                x = run(self.up_temporal_blocks[i], x, ctx, ckpt)
+        return self.head(x, ctx)
+
+    def embed(
+        self,
+        sample: torch.Tensor,
+        timestep: Union[torch.Tensor, float, int],
+        encoder_hidden_states: Optional[torch.Tensor] = None,
+        encoder_attention_mask: Optional[torch.Tensor] = None,
+        *,
+        low_res: Optional[torch.Tensor] = None,
+        class_labels: Optional[torch.Tensor] = None,
+        num_images: int = 0,
+    ) -> tuple[torch.Tensor, UNetContext]:
+        """The part of :meth:`forward` before the levels (same arguments): ``conv_in`` features
+        ``(B·F, C0, H, W)`` and the :class:`UNetContext`."""
+        cfg = self.config
         if cfg.low_res_channels:
             if low_res is None:
                 raise ValueError("this is a super-resolution U-Net: pass low_res, (B, 3, F, H, W)")
@@ -610,27 +645,13 @@ class UNet3D(nn.Module):
             bias = ((1.0 - mask.to(text.dtype)) * -10000.0)[:, None, None, :]
         ctx = UNetContext(frames=f, num_images=num_images, temb=temb, text=text, text_bias=bias,
                           backend=cfg.attention_backend)
-        ckpt = cfg.gradient_checkpointing
+        return self.conv_in(sample.transpose(1, 2).reshape(b * f, c, h, w)), ctx
 
-        x = self.conv_in(sample.transpose(1, 2).reshape(b * f, c, h, w))
-        skips = [x]
-        for i, down in enumerate(self.down_blocks):
-            x, level_skips = down(x, ctx, ckpt)
-            skips += level_skips
-            if cfg.temporal_modules:
-                x = run(self.down_temporal_blocks[i], x, ctx, ckpt)
-        x = self.mid_block(x, ctx, ckpt)
-        if cfg.temporal_modules:
-            x = run(self.mid_temporal_block, x, ctx, ckpt)
-        for i, up in enumerate(self.up_blocks):
-            level_skips = skips[-len(up.resnets):]
-            del skips[-len(up.resnets):]
-            size = tuple(skips[-1].shape[-2:]) if skips else None
-            x = up(x, level_skips, ctx, ckpt, size)
-            if cfg.temporal_modules:
-                x = run(self.up_temporal_blocks[i], x, ctx, ckpt)
+    def head(self, x: torch.Tensor, ctx: UNetContext) -> torch.Tensor:
+        """Output norm and ``conv_out``: ``(B·F, C0, H, W)`` → ``(B, out_channels, F, H, W)``."""
         x = self.conv_out(F.silu(frame_group_norm(self.conv_norm_out, x, ctx)))
-        return x.view(b, f, -1, h, w).transpose(1, 2).contiguous()
+        bf, _, h, w = x.shape
+        return x.view(bf // ctx.frames, ctx.frames, -1, h, w).transpose(1, 2).contiguous()
 
     # -- persistence (config.json + model.safetensors, as Latte) ---------------------------------------------
     def save_pretrained(self, directory: Union[str, Path], state_dict: Optional[dict] = None) -> None:

@@ -22,7 +22,7 @@ With ``frames == size`` there is one window and both pieces are the identity: sa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 
@@ -115,18 +115,25 @@ def reschedule_noise(noise: torch.Tensor, windows: TemporalWindows,
     return torch.stack(rows)
 
 
-def windowed(model_fn: ModelFn, windows: TemporalWindows) -> ModelFn:
-    """``model_fn`` evaluated on each window of ``x (B, C, F, h, w)`` alone, outputs fused per frame."""
+def windowed(model_fn: Union[ModelFn, Sequence[ModelFn]], windows: TemporalWindows) -> ModelFn:
+    """``model_fn`` evaluated on each window of ``x (B, C, F, h, w)`` alone, outputs fused per frame.
+
+    ``model_fn`` may be a list of functions, one per window in start order (e.g. each with its own step-cache
+    state, since every window is its own input sequence over the denoising steps).
+    """
 
     def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         frames = x.shape[2]
         starts = window_starts(frames, windows.size, windows.stride)
+        fns = list(model_fn) if isinstance(model_fn, (list, tuple)) else [model_fn] * len(starts)
+        if len(fns) != len(starts):
+            raise ValueError(f"{len(fns)} model functions for {len(starts)} windows of {frames} frames")
         if len(starts) == 1:
-            return model_fn(x, t)
+            return fns[0](x, t)
         weights = window_weights(windows.size).to(x.device)[None, None, :, None, None]
         total = weight_sum = None
-        for s in starts:
-            out = model_fn(x[:, :, s:s + windows.size], t).float() * weights
+        for fn, s in zip(fns, starts):
+            out = fn(x[:, :, s:s + windows.size], t).float() * weights
             if total is None:
                 total = out.new_zeros((*out.shape[:2], frames, *out.shape[3:]))
                 weight_sum = out.new_zeros((1, 1, frames, 1, 1))

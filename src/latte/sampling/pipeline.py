@@ -23,7 +23,8 @@ import torch
 
 from latte.config import to_dict
 from latte.models import Latte
-from latte.sampling.long_video import reschedule_noise, resolve_windows, windowed
+from latte.sampling.cache import CacheLike, TeaCache, count_model_calls, parse_cache
+from latte.sampling.long_video import reschedule_noise, resolve_windows, window_starts, windowed
 from latte.sampling.samplers import StepCallback, check_sampler, draw_noise, sample_loop
 from latte.sampling.sources import Defaults, Parts
 
@@ -31,6 +32,14 @@ PathLike = Union[str, Path]
 OutputType = Literal["uint8", "tensor", "latent"]
 
 __all__ = ["LattePipeline", "SampleOutput", "model_config_hash"]
+
+
+def _cache_record(sessions: list, video: int) -> dict:
+    """The step-cache part of a video's record; with temporal windows (one session each) the calls are summed."""
+    if sessions[0] is None:
+        return {"cache": "none"}
+    parts = [s.record(video) for s in sessions]
+    return {**parts[0], **{k: sum(p[k] for p in parts) for k in ("cache_computed_calls", "cache_model_calls")}}
 
 
 def model_config_hash(model: Latte) -> str:
@@ -205,11 +214,14 @@ class LattePipeline:
         to = lambda d: {k: v.to(self.device) for k, v in d.items()}  # noqa: E731
         return to(cond), to(uncond)
 
-    def _model_fn(self, cond: dict, uncond: dict, cfg_scale: float):
+    def _model_fn(self, cond: dict, uncond: dict, cfg_scale: float, forward=None):
+        """``(x, t) -> output`` with guidance; ``forward`` replaces the model's forward (a cache session)."""
         from latte.diffusion import classifier_free_guidance
 
+        forward = forward or self.model
+
         def run(x, t, **kwargs):
-            return self.model(x.to(self.dtype), t, **kwargs).float()
+            return forward(x.to(self.dtype), t, **kwargs).float()
 
         if cfg_scale > 1.0 and self.conditioning != "none":
             return classifier_free_guidance(run, cfg_scale, cond, uncond, self.model.config.in_channels)
@@ -290,7 +302,7 @@ class LattePipeline:
                      frames: Optional[int] = None, height: Optional[int] = None, width: Optional[int] = None,
                      batch_size: int = 1, output_type: OutputType = "uint8",
                      progress: bool = True, negative_prompt: str = "",
-                     callback: Optional[StepCallback] = None, window: Optional[int] = None,
+                     callback: Optional[StepCallback] = None, cache: CacheLike = None, window: Optional[int] = None,
                      window_stride: Optional[int] = None) -> Iterator[SampleOutput]:
         """Like :meth:`__call__`, yielding one :class:`SampleOutput` per batch (for saving as you go)."""
         if negative_prompt and self.conditioning != "text":
@@ -300,6 +312,11 @@ class LattePipeline:
         if isinstance(classes, (int, str)):
             classes = [classes]
         settings = self._settings(sampler, steps, cfg_scale, frames, height, width)
+        cache = parse_cache(cache)
+        if cache is not None and not isinstance(cache, TeaCache):
+            raise ValueError(f"cache '{cache.spec()}' is for the LaVie U-Nets; a Latte transformer takes "
+                             "'teacache:THRESHOLD' (or 'none')")
+        num_calls = count_model_calls(settings["sampler"], settings["steps"], self.betas) if cache else 0
         plan = self._plan(list(prompts or []), list(classes or []), num_videos, seed, seeds, indices)
         if output_type != "latent" and self.autoencoder is None:
             raise ValueError("no autoencoder: only output_type='latent' is possible")
@@ -308,6 +325,7 @@ class LattePipeline:
         shape = (cfg.in_channels, settings["frames"], settings["height"] // factor, settings["width"] // factor)
         tubelet = cfg.tubelet_size if cfg.patch_embedding == "tubelet" else 1
         windows = resolve_windows(settings["frames"], cfg.num_frames, window, window_stride, tubelet)
+        num_windows = len(window_starts(shape[1], windows.size, windows.stride)) if windows else 1
         shared = self.describe()
         batch_size = max(1, int(batch_size))
         for start in range(0, len(plan), batch_size):
@@ -324,13 +342,15 @@ class LattePipeline:
                 uncond["y"] = torch.full_like(cond["y"], cfg.num_classes)
             elif self.conditioning == "text":
                 cond, uncond = self._text_conditions([r["prompt"] for r in batch], negative_prompt)
-            model_fn = self._model_fn(cond, uncond, settings["cfg_scale"])
-            if windows is not None:
-                model_fn = windowed(model_fn, windows)
+            # a fresh cache session per batch, and per temporal window (each window is its own input sequence)
+            sessions = [cache.session(self.model, len(batch), num_calls) if cache else None
+                        for _ in range(num_windows)]
+            model_fns = [self._model_fn(cond, uncond, settings["cfg_scale"], s) for s in sessions]
+            model_fn = windowed(model_fns, windows) if windows is not None else model_fns[0]
             latents = sample_loop(model_fn, noise, settings["sampler"], settings["steps"], self.betas,
                                   cfg.learn_sigma, generators, progress=progress,
                                   prediction_type=self.prediction_type, callback=callback)
-            records = [{**r, **settings, **shared} for r in batch]
+            records = [{**r, **settings, **shared, **_cache_record(sessions, k)} for k, r in enumerate(batch)]
             for r in records:
                 if negative_prompt:
                     r["negative_prompt"] = negative_prompt
@@ -355,7 +375,7 @@ class LattePipeline:
                  frames: Optional[int] = None, height: Optional[int] = None, width: Optional[int] = None,
                  batch_size: int = 1, output_type: OutputType = "uint8", progress: bool = True,
                  indices: Optional[Sequence[int]] = None, negative_prompt: str = "",
-                 callback: Optional[StepCallback] = None, window: Optional[int] = None,
+                 callback: Optional[StepCallback] = None, cache: CacheLike = None, window: Optional[int] = None,
                  window_stride: Optional[int] = None) -> SampleOutput:
         """Sample ``num_videos`` videos (default: one per prompt/class, prompts and classes are cycled).
 
@@ -371,6 +391,9 @@ class LattePipeline:
             negative_prompt: text models: the guidance's unconditional branch encodes this prompt instead of
                 the empty one (recorded in the sidecar).
             callback: ``callback(step, total)`` after every sampler step of each batch (may raise to stop).
+            cache: step cache (:mod:`latte.sampling.cache`): None / ``'none'``, a spec such as
+                ``'teacache:0.1'``, or a :class:`~latte.sampling.cache.TeaCache`. Recorded in every record
+                (``cache``, ``cache_computed_calls``, ``cache_model_calls``; summed over temporal windows).
             window, window_stride: temporal windows (frames) for videos longer than the model's trained length
                 (:mod:`latte.sampling.long_video`). Default: when ``frames`` exceeds the trained length, windows
                 of the trained length every half window; ``window=0`` turns them off (full attention over all
@@ -378,7 +401,7 @@ class LattePipeline:
         """
         outs = list(self.iter_batches(prompts, classes, num_videos, seed, seeds, indices, sampler, steps, cfg_scale,
                                       frames, height, width, batch_size, output_type, progress, negative_prompt,
-                                      callback, window, window_stride))
+                                      callback, cache, window, window_stride))
         if not outs:
             return SampleOutput(np.zeros((0,), np.uint8), [])
         records = [r for o in outs for r in o.records]
