@@ -6,7 +6,8 @@ import torch
 
 from latte.config import from_dict
 from latte.data import build_dataset
-from latte.data.cache import CacheConfig, CachedLatentDataset, CacheMismatchError, build_cache, load_cache_config
+from latte.cli.cache import load_cache_config
+from latte.data.cache import CacheConfig, CachedLatentDataset, CacheMismatchError, build_cache
 from latte.encoders import build_autoencoder
 from test_data_util import write_video
 

@@ -1,7 +1,6 @@
 """``latte demo`` without a browser: request validation, the queue (bounds, fairness, cancellation), the Gradio
 endpoint through ``gradio_client`` (seeded output equals ``latte sample``), the missing-model page, the CLI."""
 import json
-import threading
 import time
 
 import numpy as np

@@ -10,10 +10,11 @@ from latte.config import from_dict
 from latte.metrics.frechet import frechet_distance_from_features
 from latte.metrics.synthetic import (ClassifierTrainConfig, attribute_accuracy, load_classifier, parse_caption,
                                      requested_attributes, save_classifier, synthetic_real_videos,
-                                     temporal_consistency, train_classifier)
+                                     temporal_consistency)
+from latte.training.tasks.classifier import train_classifier
 
 TINY = {"synthetic": {"shapes": ["circle", "square"], "colors": ["red", "blue"], "speeds": ["fast"]},
-        "num_frames": 8, "size": 24, "num_videos": 256, "val_videos": 64, "steps": 600, "batch_size": 16,
+        "num_frames": 8, "image_size": 24, "num_videos": 256, "val_videos": 64, "max_steps": 600, "batch_size": 16,
         "width": 8, "feature_dim": 32, "lr": 5e-3}
 
 
@@ -108,3 +109,16 @@ def test_eval_cli_on_sample_folders(classifier_dir, tmp_path, capsys):
     assert result["settings"]["num_fake"] == 40 and result["settings"]["seed"] == 0
     assert result["detectors"]["classifier"]["sha256"] and result["synthetic_real"][0]["clips"] == 40
     assert "synthetic_fvd_real_baseline" in capsys.readouterr().out
+
+
+def test_classifiers_saved_with_the_old_key_names_still_load(classifier_dir, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(classifier_dir, old)
+    meta = json.loads((old / "classifier.json").read_text())
+    cfg = meta["train_config"]
+    cfg["size"], cfg["steps"] = cfg.pop("image_size"), cfg.pop("max_steps")  # as written before the rename
+    (old / "classifier.json").write_text(json.dumps(meta))
+    _, loaded = load_classifier(old)
+    assert loaded["train_config_obj"].image_size == 24 and loaded["train_config_obj"].max_steps == 600

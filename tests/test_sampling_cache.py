@@ -130,7 +130,6 @@ def test_every_sampler_runs_with_the_cache(sampler):
 
 
 def test_text_model_with_guidance_and_sidecar_records(tmp_path):
-    from test_sampling_pipeline import TINY
 
     class Text:  # a deterministic stand-in text encoder: (B, L, text_dim) features
         def encode(self, prompts):

@@ -4,7 +4,8 @@ Every config section is a dataclass whose fields are declared with :func:`option
 (``docs/config.md`` is generated from it by ``latte config-docs``). :func:`from_dict` turns plain data (parsed
 YAML) into those dataclasses and rejects anything it cannot account for:
 
-* an unknown key is an error naming the key and the nearest valid one;
+* an unknown key is an error naming the key and the nearest valid one (a renamed key, listed in the
+  class attribute ``RENAMED = {old: new}``, names its new name);
 * a value of the wrong type is an error naming the key, the expected type and the value;
 * a float that is NaN or infinite, and a number outside the field's ``min``/``max``/``above``/``below`` bounds
   (see :func:`option`), is an error naming the key;
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
+
+from latte.io import load_yaml_mapping
 
 __all__ = [
     "ConfigError",
@@ -194,6 +197,10 @@ def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
     kwargs = {}
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else str(key)
+        renamed = getattr(cls, "RENAMED", {})
+        if key in renamed:
+            new = f"{prefix}.{renamed[key]}" if prefix else renamed[key]
+            raise ConfigError(f"config key '{full}' was renamed: use '{new}'")
         if key not in fields:
             raise ConfigError(f"unknown config key '{full}'{_nearest(str(key), list(fields))} "
                               f"(valid keys: {', '.join(fields)})")
@@ -245,12 +252,32 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_yaml(path: str | Path, cls: type, overrides: list[str] | None = None) -> Any:
-    """Read a YAML config file, apply ``--set`` overrides and validate it into ``cls``. A missing file, broken
-    YAML or a non-mapping is an :class:`latte.io.InputError` naming the file (and line)."""
-    from latte.io import load_yaml_mapping
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"  # package data: the recipes and tiny configs
 
-    data = load_yaml_mapping(path)
+
+def shipped_config_names() -> list[str]:
+    """Names of the shipped configs (``ucf101``, ``tiny_t2v``, ``vae/tiny_shapes``, ``quickstart/latte``, ...)."""
+    return sorted(str(p.relative_to(SHIPPED_CONFIGS).with_suffix("")) for p in SHIPPED_CONFIGS.rglob("*.yaml"))
+
+
+def resolve_config(name_or_path: str | Path) -> Path:
+    """A config file: an existing path, else a shipped config by name (``ucf101`` or ``vae/tiny_shapes``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = SHIPPED_CONFIGS / (str(name_or_path) if path.suffix == ".yaml" else f"{name_or_path}.yaml")
+    if shipped.is_file():
+        return shipped
+    names = shipped_config_names()
+    raise ConfigError(f"config file not found: {path} (not a file, nor a shipped config name"
+                      f"{_nearest(str(name_or_path), names)}; shipped: {', '.join(names)})")
+
+
+def load_yaml(path: str | Path, cls: type, overrides: list[str] | None = None) -> Any:
+    """Read a YAML config file (a path or a shipped config name, see :func:`resolve_config`), apply ``--set``
+    overrides and validate it into ``cls``. A missing file, broken YAML or a non-mapping is an
+    :class:`latte.io.InputError` naming the file (and line)."""
+    data = load_yaml_mapping(resolve_config(path))
     apply_overrides(data, overrides or [])
     try:
         return from_dict(cls, data)

@@ -267,6 +267,12 @@ def atomic_write_text(path: PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_write_yaml(path: PathLike, data: Any, header: str = "") -> None:
+    """:func:`atomic_write_bytes` of ``data`` as YAML (keys in insertion order) after an optional ``header``
+    (e.g. a comment line)."""
+    atomic_write_text(path, header + yaml.safe_dump(data, sort_keys=False))
+
+
 def atomic_write_json(path: PathLike, obj: Any, indent: Optional[int] = 2) -> None:
     """:func:`atomic_write_bytes` of ``obj`` as JSON (keys in insertion order, a final newline)."""
     atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")

@@ -3,7 +3,7 @@
 Stages (each is skipped when its marker ``OUT/stages/<name>.json`` exists, and the two trainers resume from
 their last checkpoint, so an interrupted quickstart continues where it stopped):
 
-1. ``data``        the procedural moving-shapes dataset (``configs/quickstart/data.yaml``): a preview GIF;
+1. ``data``        the procedural moving-shapes dataset (shipped config ``quickstart/data``): a preview GIF;
 2. ``vae``         a small AutoencoderKL trained on its frames (``latte train-vae``);
 3. ``classifier``  the evaluator: a 3-D conv classifier of shape / colour / direction (``latte train-classifier``);
 4. ``cache``       VAE latents + MiniLM caption features of every training clip (``latte cache``);
@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-import yaml
 
-from latte.config import ConfigError
+from latte.config import SHIPPED_CONFIGS, ConfigError
+from latte.io import atomic_write_yaml, load_yaml_mapping
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "quickstart"
+CONFIG_DIR = SHIPPED_CONFIGS / "quickstart"
 SHOWCASE_PER_SET = 4  # showcase prompts per set (training / held-out combinations)
 
 
@@ -57,8 +57,8 @@ BUDGETS = {
 def _load(name: str) -> dict:
     path = CONFIG_DIR / f"{name}.yaml"
     if not path.is_file():
-        raise ConfigError(f"quickstart config not found: {path} (run from a checkout of latte-video)")
-    return yaml.safe_load(path.read_text()) or {}
+        raise ConfigError(f"quickstart config not found: {path} (a broken installation: it ships with the package)")
+    return load_yaml_mapping(path, "quickstart config")
 
 
 class Quickstart:
@@ -79,7 +79,7 @@ class Quickstart:
         self.paths["configs"].mkdir(parents=True, exist_ok=True)
         path = self.paths["configs"] / f"{name}.yaml"
         header = f"# equivalent command: {command.format(config=path)}\n"
-        path.write_text(header + yaml.safe_dump(data, sort_keys=False))
+        atomic_write_yaml(path, data, header)
         return path
 
     def vae_config(self) -> dict:
@@ -87,7 +87,7 @@ class Quickstart:
         cfg["run_dir"] = str(self.paths["vae"])
         cfg["data"]["dataset"] = copy.deepcopy(self.data)
         if self.budget.vae_steps:
-            cfg["steps"] = self.budget.vae_steps
+            cfg["max_steps"] = self.budget.vae_steps
             cfg["ckpt_every"] = self.budget.vae_steps
         return cfg
 
@@ -95,9 +95,9 @@ class Quickstart:
         cfg = _load("classifier")
         synthetic = {k: v for k, v in self.data["synthetic"].items()
                      if k not in ("heldout", "num_videos", "heldout_videos")}  # the evaluator sees every combination
-        cfg.update(synthetic=synthetic, num_frames=self.data["num_frames"], size=self.data["image_size"])
+        cfg.update(synthetic=synthetic, num_frames=self.data["num_frames"], image_size=self.data["image_size"])
         if self.budget.classifier_steps:
-            cfg.update(steps=self.budget.classifier_steps, num_videos=self.budget.classifier_videos, val_videos=32)
+            cfg.update(max_steps=self.budget.classifier_steps, num_videos=self.budget.classifier_videos, val_videos=32)
         return cfg
 
     def run_config(self) -> dict:
@@ -146,7 +146,8 @@ class Quickstart:
 
     def stage_vae(self) -> dict:
         from latte.config import from_dict
-        from latte.encoders.vae_training import VAETrainConfig, train_vae
+        from latte.encoders.vae_training import VAETrainConfig
+        from latte.training.tasks.vae import train_vae
 
         data = self.vae_config()
         self._write_config("vae", data, "latte train-vae {config}")
@@ -157,7 +158,8 @@ class Quickstart:
 
     def stage_classifier(self) -> dict:
         from latte.config import from_dict
-        from latte.metrics.synthetic import ClassifierTrainConfig, save_classifier, train_classifier
+        from latte.metrics.synthetic import ClassifierTrainConfig, save_classifier
+        from latte.training.tasks.classifier import train_classifier
 
         data = self.classifier_config()
         command = f"latte train-classifier --config {{config}} --out {self.paths['classifier']}"

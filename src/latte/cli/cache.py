@@ -1,6 +1,14 @@
 """``latte cache CONFIG``: encode a dataset once into a latent cache (resumable; multi-GPU under torchrun)."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
+from latte.config import ConfigError, apply_overrides, from_dict, resolve_config, to_dict
+from latte.data.cache import CacheConfig
+from latte.io import load_yaml_mapping
+from latte.training.config import RunConfig
+
 
 def register(sub) -> None:
     p = sub.add_parser("cache", help="encode the dataset through the autoencoder (and text encoder) into data.cache_dir")
@@ -12,13 +20,30 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def load_cache_config(path: str | Path, overrides: Optional[list[str]] = None) -> CacheConfig:
+    """Read a cache config (a path or a shipped config name); a run config (extra sections) is validated as
+    such and its data / autoencoder / text_encoder sections reused."""
+    path = resolve_config(path)
+    data = load_yaml_mapping(path)
+    apply_overrides(data, overrides or [])
+    cache_section = data.pop("cache", {}) or {}
+    try:
+        if set(data) - {"data", "autoencoder", "text_encoder"}:
+            run = from_dict(RunConfig, data)
+            data = {"data": to_dict(run.data), "autoencoder": to_dict(run.autoencoder),
+                    "text_encoder": to_dict(run.text_encoder)}
+        return from_dict(CacheConfig, {**data, "cache": cache_section})
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
 def run(args) -> int:
     import logging
     import os
 
     import torch
 
-    from latte.data.cache import build_cache, load_cache_config
+    from latte.data.cache import build_cache
     from latte.encoders import build_autoencoder, build_text_encoder
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -11,30 +11,28 @@ def register(sub) -> None:
                                         "the classifier sees the generator's data (and data.num_frames, "
                                         "data.image_size)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key, e.g. --set steps=400 --set synthetic.pattern=digits")
+                   help="override a key, e.g. --set max_steps=400 --set synthetic.pattern=digits")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    import yaml
-
     from latte.config import ConfigError, apply_overrides, from_dict
-    from latte.metrics.synthetic import ClassifierTrainConfig, save_classifier, train_classifier
+    from latte.io import load_yaml_mapping
+    from latte.metrics.synthetic import ClassifierTrainConfig, save_classifier
+    from latte.training.tasks.classifier import train_classifier
 
     data: dict = {}
     if args.config:
-        data = yaml.safe_load(Path(args.config).read_text()) or {}
+        data = load_yaml_mapping(args.config)
     if args.run_config:
-        run_cfg = yaml.safe_load(Path(args.run_config).read_text()) or {}
+        run_cfg = load_yaml_mapping(args.run_config, "run config")
         section = (run_cfg.get("data") or {})
         if section.get("kind") != "synthetic":
             raise ConfigError(f"{args.run_config}: data.kind is {section.get('kind')!r}, not 'synthetic'")
         data.setdefault("synthetic", section.get("synthetic") or {})
         data.setdefault("num_frames", section.get("num_frames", 16))
-        data.setdefault("size", section.get("image_size", 32))
+        data.setdefault("image_size", section.get("image_size", 32))
     apply_overrides(data, args.overrides)
     cfg = from_dict(ClassifierTrainConfig, data)
     model, metrics = train_classifier(cfg, progress=not args.no_progress)

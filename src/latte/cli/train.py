@@ -5,7 +5,8 @@ from __future__ import annotations
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a Latte model from a run config (YAML)",
                        description="Train a Latte video diffusion model. Launch with torchrun for DDP/FSDP.")
-    p.add_argument("config", help="run config YAML (see `latte config-docs` and configs/)")
+    p.add_argument("config", help="run config: a YAML file or a shipped config name (ucf101, ffs, t2v, tiny_t2v, ...; "
+                                     "see docs/training.md and `latte config-docs`)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.lr=5e-5 (repeatable; value parsed as YAML)")
     p.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN_DIR|CHECKPOINT",

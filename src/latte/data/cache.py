@@ -41,10 +41,11 @@ from latte.data.latents import (
 from latte.data.skips import SkipCounter, logger
 from latte.data.video_io import VideoReadError
 from latte.dist import torchrun_env
+from latte.io import atomic_write_json
 from latte.encoders.config import AutoencoderConfig, TextEncoderConfig
 
 __all__ = ["CacheOptions", "CacheConfig", "CacheMismatchError", "build_cache", "CachedLatentDataset",
-           "load_cache_config", "CACHE_FORMAT"]
+           "CACHE_FORMAT"]
 
 @dataclass
 class CacheOptions:
@@ -84,38 +85,11 @@ class CacheConfig:
             raise ConfigError("data.cache_dir: required by `latte cache` (the folder to write the cache to)")
 
 
-def load_cache_config(path: str | Path, overrides: Optional[list[str]] = None) -> CacheConfig:
-    """Read a cache config; a run config (extra sections) is validated as such and its sections reused."""
-    from latte.config import apply_overrides, from_dict
-    from latte.io import load_yaml_mapping
-
-    path = Path(path)
-    data = load_yaml_mapping(path)
-    apply_overrides(data, overrides or [])
-    cache_section = data.pop("cache", {}) or {}
-    try:
-        if set(data) - {"data", "autoencoder", "text_encoder"}:
-            from latte.training.config import RunConfig
-
-            run = from_dict(RunConfig, data)
-            data = {"data": to_dict(run.data), "autoencoder": to_dict(run.autoencoder),
-                    "text_encoder": to_dict(run.text_encoder)}
-        return from_dict(CacheConfig, {**data, "cache": cache_section})
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
-
-
 # ----------------------------------------------------------------------------------------------- writing
 
 def _dist_env() -> tuple[int, int]:
     env = torchrun_env()
     return env.rank, env.world_size
-
-
-def _atomic_write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def _header(cfg: CacheConfig, dataset, ae_identity: dict, text_identity: Optional[dict]) -> dict:
@@ -222,7 +196,7 @@ def build_cache(cfg: CacheConfig, autoencoder, text_encoder=None, *, rank: Optio
             raise CacheMismatchError(f"{out} holds a cache made with other settings; delete it or choose another "
                                      f"data.cache_dir. Differences: " + "; ".join(diffs[:8]))
     elif rank == 0:
-        _atomic_write_json(header_path, header)
+        atomic_write_json(header_path, header)
 
     dtype = getattr(torch, opts.dtype)
     num_shards = header["num_shards"]
@@ -281,7 +255,7 @@ def build_cache(cfg: CacheConfig, autoencoder, text_encoder=None, *, rank: Optio
         tmp = shard_file.with_suffix(f".tmp{os.getpid()}")
         save_file(tensors, str(tmp), metadata={"format": str(CACHE_FORMAT)})
         os.replace(tmp, shard_file)
-        _atomic_write_json(out / f"shard_{shard:05d}.json", {"entries": entries, "failures": failures})
+        atomic_write_json(out / f"shard_{shard:05d}.json", {"entries": entries, "failures": failures})
     bar.close()
     return finalize_index(out, num_shards)
 
@@ -300,7 +274,7 @@ def finalize_index(out: Path, num_shards: int) -> Optional[Path]:
         failures += part["failures"]
     entries.sort(key=lambda e: (e["item"], e["view"]))
     index = out / "index.json"
-    _atomic_write_json(index, {"format": CACHE_FORMAT, "entries": entries, "failures": failures})
+    atomic_write_json(index, {"format": CACHE_FORMAT, "entries": entries, "failures": failures})
     logger.info("cache: %d clips in %d shards at %s (%d failed to load)", len(entries), num_shards, out, len(failures))
     return index
 

@@ -160,6 +160,18 @@ class LattePipeline:
             return cls.from_diffusers(checkpoint, device, dtype, vae, text_encoder)
         return cls._from_parts(sources.load_official(checkpoint, vae, kind, None, text_encoder), device, dtype)
 
+    def apply_lora(self, path: PathLike, scale: float = 1.0, merge: bool = False) -> "LattePipeline":
+        """Add the LoRA adapter at ``path`` (a folder with ``adapter.safetensors``, e.g. ``CHECKPOINT/ema``),
+        its update scaled by ``scale``; ``merge`` folds it into the weights (same videos, faster)."""
+        from latte.models.lora import apply_lora_file, merge_lora
+
+        model = apply_lora_file(self.model.float(), path, scale)
+        if merge:
+            model = merge_lora(model)
+        self.model = model.eval().requires_grad_(False).to(device=self.device, dtype=self.dtype)
+        self.source.update(lora=str(path), lora_scale=float(scale))
+        return self
+
     # ------------------------------------------------------------------------------------------- conditions
     @property
     def conditioning(self) -> str:

@@ -81,15 +81,19 @@ def draw_noise(shape: Sequence[int], generators: Sequence[torch.Generator], devi
     return torch.cat(rows).to(device)
 
 
-def make_scheduler(name: str, betas: np.ndarray, prediction_type: str = "epsilon"):
+def make_scheduler(name: str, betas: np.ndarray, prediction_type: str = "epsilon",
+                   scheduler_options: Optional[dict] = None):
     """A fresh diffusers scheduler for sampler ``name`` on the model's training ``betas`` (float64, (T,)) and
-    ``prediction_type`` ('epsilon' or 'v_prediction', diffusers' names)."""
+    ``prediction_type`` ('epsilon' or 'v_prediction', diffusers' names). ``scheduler_options`` override the
+    sampler's settings, e.g. ``{"steps_offset": 1, "set_alpha_to_one": False}`` turns ``ddim-diffusers``'
+    timesteps 980..0 (final step to alpha-bar 1) into 981..1 (final step to alpha-bar_0), LaVie's DDIM."""
     import diffusers
 
     spec = DIFFUSERS_SAMPLERS[name]
     cls = getattr(diffusers, spec.class_name)
+    kwargs = {**spec.kwargs, **(scheduler_options or {})}
     return cls(num_train_timesteps=len(betas), trained_betas=np.asarray(betas, dtype=np.float64).tolist(),
-               prediction_type=prediction_type, **spec.kwargs)
+               prediction_type=prediction_type, **kwargs)
 
 
 def _official_loop(name: str, model_fn: ModelFn, noise: torch.Tensor, steps: int, betas: np.ndarray,
@@ -116,8 +120,9 @@ def _official_loop(name: str, model_fn: ModelFn, noise: torch.Tensor, steps: int
 
 def _diffusers_loop(name: str, model_fn: ModelFn, noise: torch.Tensor, steps: int, betas: np.ndarray,
                     prediction_type: str, generators: Sequence[torch.Generator], progress: bool,
-                    callback: Optional[StepCallback] = None) -> torch.Tensor:
-    scheduler = make_scheduler(name, betas, prediction_type)
+                    callback: Optional[StepCallback] = None,
+                    scheduler_options: Optional[dict] = None) -> torch.Tensor:
+    scheduler = make_scheduler(name, betas, prediction_type, scheduler_options)
     scheduler.set_timesteps(steps, device=noise.device)
     step_params = inspect.signature(scheduler.step).parameters
     extra = {"generator": list(generators)} if "generator" in step_params else {}
@@ -141,7 +146,8 @@ def _diffusers_loop(name: str, model_fn: ModelFn, noise: torch.Tensor, steps: in
 def sample_loop(model_fn: ModelFn, noise: torch.Tensor, sampler: str, steps: int, betas: np.ndarray,
                 learn_sigma: bool = True, generators: Optional[Sequence[torch.Generator]] = None,
                 progress: bool = False, prediction_type: str = "epsilon",
-                callback: Optional[StepCallback] = None) -> torch.Tensor:
+                callback: Optional[StepCallback] = None,
+                scheduler_options: Optional[dict] = None) -> torch.Tensor:
     """Denoise ``noise (B, C, F, h, w)`` (standard normal) into latents with sampler ``sampler``.
 
     Args:
@@ -155,6 +161,8 @@ def sample_loop(model_fn: ModelFn, noise: torch.Tensor, sampler: str, steps: int
         callback: ``callback(step, total)`` after every step (``step`` = 1..total, the number of model
             evaluations done so far for official loops, scheduler steps for diffusers ones). It may raise to
             stop sampling (e.g. a cancelled request); the exception propagates to the caller.
+        scheduler_options: diffusers samplers only: settings overriding the sampler's own (see
+            :func:`make_scheduler`; e.g. ``steps_offset``, ``set_alpha_to_one``, ``timestep_spacing``).
     """
     check_sampler(sampler)
     if steps < 1:
@@ -162,6 +170,9 @@ def sample_loop(model_fn: ModelFn, noise: torch.Tensor, sampler: str, steps: int
     generators = list(generators) if generators is not None else [torch.Generator(noise.device.type)
                                                                   for _ in range(noise.shape[0])]
     if sampler in OFFICIAL_SAMPLERS:
+        if scheduler_options:
+            raise ValueError(f"scheduler_options apply to diffusers samplers only, not the official '{sampler}'")
         return _official_loop(sampler, model_fn, noise, steps, betas, learn_sigma, prediction_type, generators,
                               progress, callback)
-    return _diffusers_loop(sampler, model_fn, noise, steps, betas, prediction_type, generators, progress, callback)
+    return _diffusers_loop(sampler, model_fn, noise, steps, betas, prediction_type, generators, progress, callback,
+                           scheduler_options)

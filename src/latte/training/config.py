@@ -8,13 +8,13 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
-import yaml
 
 from latte.config import ConfigError, from_dict, load_yaml, option, to_dict
+from latte.io import atomic_write_yaml
 
-__all__ = ["TrainConfig", "ValidationConfig", "WandbConfig", "RunConfig", "load_run_config", "save_run_config"]
+__all__ = ["LoraConfig", "TrainConfig", "ValidationConfig", "WandbConfig", "RunConfig", "load_run_config", "save_run_config"]
 
 
 def _section(module: str, name: str) -> type:
@@ -35,42 +35,56 @@ TextEncoderConfig = _section("latte.encoders.config", "TextEncoderConfig")
 
 
 @dataclasses.dataclass
+class LoraConfig:
+    """Low-rank adapters (``peft``) for ``train.trainable: lora``."""
+
+    rank: int = option(8, "rank r of each adapter (B A with A: r x in, B: out x r)", min=1)
+    alpha: float = option(8.0, "scale numerator: the adapter adds (alpha / rank) * B A x", above=0)
+    targets: list[str] = option(help="fnmatch patterns of the nn.Linear module names to adapt (a pattern also matches "
+                                     "as a suffix); empty: the task's attention and MLP projections", factory=list)
+
+
+@dataclasses.dataclass
 class TrainConfig:
     """Optimisation, precision, checkpointing and distribution settings."""
 
     run_dir: str = option("runs/latte", "directory of this run: resolved config, logs, TensorBoard, checkpoints, samples")
     seed: int = option(3407, "global seed; rank r seeds its generators with seed + r, per-sample noise is keyed by seed")
-    max_steps: int = option(1000, "number of optimizer steps to train for (the run ends at this step)")
-    batch_size: int = option(5, "videos per device per micro-step (official local_batch_size)")
-    grad_accum: int = option(1, "micro-steps accumulated per optimizer step; global batch = batch_size x grad_accum x world size")
-    lr: float = option(1e-4, "peak learning rate of AdamW")
-    betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
-    weight_decay: float = option(0.0, "AdamW decoupled weight decay")
-    eps: float = option(1e-8, "AdamW epsilon")
+    max_steps: int = option(1000, "number of optimizer steps to train for (the run ends at this step)", min=1)
+    batch_size: int = option(5, "videos per device per micro-step (official local_batch_size)", min=1)
+    grad_accum: int = option(1, "micro-steps accumulated per optimizer step; global batch = batch_size x grad_accum x world size", min=1)
+    lr: float = option(1e-4, "peak learning rate of AdamW", above=0, max=1)
+    betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas", min=0, below=1)
+    weight_decay: float = option(0.0, "AdamW decoupled weight decay", min=0)
+    eps: float = option(1e-8, "AdamW epsilon", above=0, max=1)
     lr_schedule: Literal["constant", "warmup", "cosine"] = option(
         "constant", "learning-rate schedule: constant; warmup (linear 0 -> lr over warmup_steps, then constant); "
                     "cosine (linear warmup, then cosine decay to min_lr at max_steps)")
-    warmup_steps: int = option(0, "linear warmup length in optimizer steps (warmup and cosine schedules)")
-    min_lr: float = option(0.0, "final learning rate of the cosine schedule")
-    clip_grad_norm: Optional[float] = option(0.1, "max global L2 norm of the gradients; null disables clipping (the norm is still logged)")
-    start_clip_step: int = option(0, "clip only from this optimizer step on (official start_clip_iter); before it the norm is only measured")
-    ema_decay: float = option(0.9999, "decay of the float32 exponential moving average of the weights, updated after every optimizer step")
+    warmup_steps: int = option(0, "linear warmup length in optimizer steps (warmup and cosine schedules)", min=0)
+    min_lr: float = option(0.0, "final learning rate of the cosine schedule", min=0, max=1)
+    clip_grad_norm: Optional[float] = option(0.1, "max global L2 norm of the gradients; null disables clipping (the norm is still logged)", above=0)
+    start_clip_step: int = option(0, "clip only from this optimizer step on (official start_clip_iter); before it the norm is only measured", min=0)
+    ema_decay: Optional[float] = option(0.9999, "decay of the float32 exponential moving average of the weights, updated after every optimizer step; null: no EMA", min=0, below=1)
+    trainable: Union[Literal["all", "lora"], list[str]] = option(
+        "all", "which parameters train: all; lora (low-rank adapters on train.lora.targets, everything else frozen); "
+               "or a list of fnmatch patterns over parameter names (e.g. ['blocks.*.attn.*']), everything else frozen")
+    lora: LoraConfig = option(help="LoRA adapters (train.trainable: lora)", factory=lambda: LoraConfig())
     precision: Literal["float32", "bf16", "fp16"] = option(
         "float32", "compute precision: float32; bf16 autocast; fp16 autocast with dynamic loss scaling (weights stay float32)")
-    loss_scale_init: float = option(65536.0, "initial loss scale for precision fp16 (dynamic: halves on overflow, doubles after loss_scale_window good steps)")
-    loss_scale_window: int = option(2000, "steps without overflow before the fp16 loss scale doubles")
+    loss_scale_init: float = option(65536.0, "initial loss scale for precision fp16 (dynamic: halves on overflow, doubles after loss_scale_window good steps)", above=0)
+    loss_scale_window: int = option(2000, "steps without overflow before the fp16 loss scale doubles", min=1)
     compile: bool = option(False, "wrap the model with torch.compile")
     tf32: bool = option(True, "allow TF32 matmuls/convolutions on CUDA (ignored on CPU)")
     distributed: Literal["ddp", "fsdp"] = option(
         "ddp", "multi-process strategy under torchrun: ddp (replicated weights) or fsdp (FSDP2 fully_shard per block)")
-    num_workers: int = option(2, "DataLoader worker processes per rank (0 = load in the training process)")
-    log_every: int = option(50, "optimizer steps between log lines / TensorBoard scalars")
-    ckpt_every: int = option(10000, "optimizer steps between checkpoints (a final checkpoint is always written)")
-    keep_last: int = option(3, "how many most recent checkpoints to keep (older ones are deleted unless kept by keep_every)")
-    keep_every: Optional[int] = option(None, "keep every checkpoint whose step is a multiple of this permanently (null: none)")
-    max_nonfinite: int = option(5, "stop the run after this many optimizer steps in a row with a non-finite loss or gradient")
+    num_workers: int = option(2, "DataLoader worker processes per rank (0 = load in the training process)", min=0)
+    log_every: int = option(50, "optimizer steps between log lines / TensorBoard scalars", min=1)
+    ckpt_every: int = option(10000, "optimizer steps between checkpoints (a final checkpoint is always written)", min=1)
+    keep_last: int = option(3, "how many most recent checkpoints to keep (older ones are deleted unless kept by keep_every)", min=1)
+    keep_every: Optional[int] = option(None, "keep every checkpoint whose step is a multiple of this permanently (null: none)", min=1)
+    max_nonfinite: int = option(5, "stop the run after this many optimizer steps in a row with a non-finite loss or gradient", min=1)
     text_dropout_prob: float = option(
-        0.1, "text conditioning: probability that a caption is replaced by the empty caption during training (for CFG)")
+        0.1, "text conditioning: probability that a caption is replaced by the empty caption during training (for CFG)", min=0, below=1)
     init_from: Optional[str] = option(
         None, "initialise the model from weights: an official Latte .pt, an image DiT .pt, our checkpoint directory "
               "or a model.safetensors; keys are matched by name and shape and a report is printed")
@@ -78,21 +92,11 @@ class TrainConfig:
         True, "with init_from an image DiT checkpoint: true copies DiT block i into Latte block i also for temporal blocks "
               "(the official behaviour); false leaves temporal blocks freshly initialised")
     use_cache: bool = option(False, "train from the latent cache (data.cache_dir) instead of encoding videos on the fly")
-    num_images: int = option(0, "image-video joint training: still images appended after the video frames of each sample (official 8)")
+    num_images: int = option(0, "image-video joint training: still images appended after the video frames of each sample (official 8)", min=0)
     deterministic: bool = option(
         False, "use deterministic algorithms (torch.use_deterministic_algorithms); required for bit-exact resume on GPU")
 
     def validate(self) -> None:
-        positive = ["max_steps", "batch_size", "grad_accum", "log_every", "ckpt_every", "keep_last", "max_nonfinite"]
-        for key in positive:
-            if getattr(self, key) < 1:
-                raise ConfigError(f"train.{key}: must be >= 1, got {getattr(self, key)}")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr: must be > 0, got {self.lr}")
-        if not (0.0 <= self.ema_decay < 1.0):
-            raise ConfigError(f"train.ema_decay: must be in [0, 1), got {self.ema_decay}")
-        if not (0.0 <= self.text_dropout_prob < 1.0):
-            raise ConfigError(f"train.text_dropout_prob: must be in [0, 1), got {self.text_dropout_prob}")
         if self.warmup_steps < 0 or (self.lr_schedule != "constant" and self.warmup_steps >= self.max_steps):
             raise ConfigError(f"train.warmup_steps: must be >= 0 and < train.max_steps ({self.max_steps}), got {self.warmup_steps}")
         if self.lr_schedule == "constant" and self.warmup_steps:
@@ -101,8 +105,6 @@ class TrainConfig:
             raise ConfigError("train.min_lr: only used by lr_schedule 'cosine'")
         if self.min_lr > self.lr:
             raise ConfigError(f"train.min_lr: must be <= train.lr ({self.lr}), got {self.min_lr}")
-        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
-            raise ConfigError(f"train.clip_grad_norm: must be > 0 or null, got {self.clip_grad_norm}")
         if self.keep_every is not None and self.keep_every < 1:
             raise ConfigError(f"train.keep_every: must be >= 1 or null, got {self.keep_every}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
@@ -111,31 +113,42 @@ class TrainConfig:
             raise ConfigError("train.loss_scale_init must be > 0 and train.loss_scale_window >= 1")
         if self.distributed == "fsdp" and self.precision == "fp16":
             raise ConfigError("train.precision: fp16 loss scaling is not supported with distributed 'fsdp'; use bf16")
+        if isinstance(self.trainable, list) and not self.trainable:
+            raise ConfigError("train.trainable: an empty list trains nothing; use all, lora or name patterns")
         if self.num_images < 0 or self.num_workers < 0:
             raise ConfigError("train.num_images / train.num_workers: must be >= 0")
 
 
 @dataclasses.dataclass
 class ValidationConfig:
-    """Periodic sampling from the EMA weights during training."""
+    """Periodic sampling from the EMA weights during training, through the sampling pipeline (``latte sample``)."""
 
-    every: int = option(0, "optimizer steps between validation samples; 0 disables validation")
-    num_samples: int = option(2, "videos per validation round (one per seed)")
+    RENAMED = {"num_steps": "steps", "guidance_scale": "cfg_scale"}
+
+    every: int = option(0, "optimizer steps between validation samples; 0 disables validation", min=0)
+    num_samples: int = option(2, "videos per validation round (one per seed)", min=1)
     seeds: list[int] = option(help="noise seeds, one per sample (fixed, so rounds are comparable); default 0, 1, ...",
                               factory=list)
     class_labels: list[int] = option(help="class-conditional models: the class of each sample (cycled)", factory=list)
     prompts: list[str] = option(help="text-conditional models: the prompt of each sample (cycled)", factory=list)
-    num_steps: int = option(50, "DDIM steps per validation sample")
-    guidance_scale: float = option(1.0, "classifier-free guidance scale for class/text models (1.0 = no guidance)")
-    fps: int = option(8, "frame rate of the written mp4/GIF files")
+    sampler: str = option("ddim", "sampler of the validation videos (as `latte sample --sampler`)")
+    steps: int = option(50, "sampling steps per validation video (as `latte sample --steps`)", min=1)
+    cfg_scale: float = option(1.0, "classifier-free guidance scale for class/text models, 1.0 = none (as `latte sample --cfg-scale`)", min=0)
+    fps: int = option(8, "frame rate of the written mp4/GIF files", min=1)
 
     def validate(self) -> None:
-        if self.every < 0 or self.num_samples < 1 or self.num_steps < 1:
-            raise ConfigError("validation: every must be >= 0, num_samples and num_steps >= 1")
+        if self.every < 0 or self.num_samples < 1 or self.steps < 1:
+            raise ConfigError("validation: every must be >= 0, num_samples and steps >= 1")
         if self.seeds and len(self.seeds) != self.num_samples:
             raise ConfigError(f"validation.seeds: expected {self.num_samples} seeds (num_samples), got {len(self.seeds)}")
-        if self.guidance_scale < 1.0:
-            raise ConfigError(f"validation.guidance_scale: must be >= 1.0, got {self.guidance_scale}")
+        if self.cfg_scale < 1.0:
+            raise ConfigError(f"validation.cfg_scale: must be >= 1.0, got {self.cfg_scale}")
+        from latte.sampling.samplers import check_sampler
+
+        try:
+            check_sampler(self.sampler)
+        except ValueError as e:
+            raise ConfigError(f"validation.sampler: {e}") from None
 
 
 @dataclasses.dataclass
@@ -188,7 +201,7 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
 
 def save_run_config(config: RunConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (every key, defaults included)."""
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    atomic_write_yaml(path, to_dict(config))
 
 
 def run_config_from_dict(data: dict) -> RunConfig:
