@@ -1,14 +1,17 @@
 """Training-free long videos (latte.sampling.long_video): sliding temporal windows and rescheduled noise."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from latte.cli import main
 from latte.encoders.autoencoders import IdentityAutoencoder
 from latte.sampling import LattePipeline
+from latte.sampling.cascade import CascadePipeline, StageSettings, load_lavie_stage
 from latte.sampling.long_video import (TemporalWindows, reschedule_noise, resolve_windows, window_starts,
                                        window_weights, windowed)
+from test_cascade_cli import lavie_dir  # noqa: F401 - fixture: tiny LaVie stages in the official layout
 from test_sampling_pipeline import tiny_model, write_run  # tiny 4-frame models, a run directory
 
 KW = dict(classes=[1, 2], sampler="ddpm", steps=4, cfg_scale=2.0, output_type="latent", progress=False)
@@ -146,3 +149,17 @@ def test_step_cache_keeps_one_state_per_window(pipe):
     rec = pipe(seed=1, frames=8, cache="teacache:100", **kw).records[0]
     assert rec["cache_model_calls"] == 3 * 5 and rec["temporal_window"]["size"] == 4  # 3 windows x 5 calls
     assert 3 * 2 <= rec["cache_computed_calls"] < 3 * 5  # each window computes at least its first and last call
+
+
+def test_cascade_extends_the_base_video_before_interpolation(lavie_dir):
+    base = load_lavie_stage(lavie_dir, "base")
+    base.trained_frames = 4  # the tiny base stands for a model trained on 4 frames
+    pipe = CascadePipeline(base=base, interp=load_lavie_stage(lavie_dir, "interp"))
+    kw = dict(stages=["base", "interp"], height=16, width=16, progress=False,
+              settings={"base": StageSettings(steps=2), "interp": StageSettings(steps=2)})
+    long = pipe.run("a red square", frames=8, **kw)
+    assert long.stages[0]["frames"] == 8 and long.stages[0]["temporal_window"]["size"] == 4
+    assert long.stages[0]["temporal_window"]["stride"] == 2 and long.video.shape[0] == 4 * 7 + 1
+    plain, same = pipe.run("a red square", frames=4, **kw), pipe.run("a red square", frames=4, window=4, **kw)
+    np.testing.assert_array_equal(plain.video, same.video)
+    assert "temporal_window" not in plain.stages[0]
