@@ -1,6 +1,5 @@
 """diffusers interop with tiny random weights: export → LatteTransformer3DModel / LattePipeline, import back."""
 import json
-import os
 import shutil
 
 import pytest
@@ -174,11 +173,11 @@ def test_export_of_models_trained_at_another_size_than_their_position_base(tmp_p
 
 
 def test_shipped_t2v_config_is_exportable():
-    import yaml
-
+    from latte.config import resolve_config
     from latte.interop.official import t2v_config_to_official
+    from latte.io import load_yaml_mapping
 
-    model = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "configs", "t2v.yaml")))["model"]
+    model = load_yaml_mapping(resolve_config("t2v"))["model"]
     config = t2v_config_to_official(LatteConfig(**{k: v for k, v in model.items() if k != "gradient_checkpointing"}))
     assert config["sample_size"] == 64 and config["patch_size"] == 2
 
