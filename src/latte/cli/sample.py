@@ -33,7 +33,15 @@ def register(sub) -> None:
                    help="step cache: 'none' or 'teacache:THRESHOLD' (e.g. teacache:0.1; 0 = uncached exactly, "
                         "larger = faster, less faithful); see docs/sampling.md")
     p.add_argument("--seed", type=int, default=0, help="video i uses seed SEED + i (recorded in its sidecar)")
-    p.add_argument("--frames", type=int, default=None, help="frames per video (default: the model's)")
+    p.add_argument("--frames", type=int, default=None,
+                   help="frames per video (default: the model's). More than the trained length samples with "
+                        "sliding temporal windows (--window)")
+    p.add_argument("--window", type=int, default=None, metavar="FRAMES",
+                   help="temporal window for long videos: the model sees FRAMES frames at a time, overlapping "
+                        "windows are blended and the noise is rescheduled (FreeNoise). Default: the trained length "
+                        "when --frames exceeds it; 0 turns windows off (full attention over all frames)")
+    p.add_argument("--window-stride", type=int, default=None, metavar="FRAMES",
+                   help="frames between window starts (default: half the window)")
     p.add_argument("--height", type=int, default=None, help="height in pixels (default: the training size)")
     p.add_argument("--width", type=int, default=None, help="width in pixels (default: the training size)")
     p.add_argument("--fps", type=float, default=8, help="frame rate of mp4/GIF files")
@@ -84,7 +92,7 @@ def run(args) -> int:
                         classes=args.classes, seed=args.seed, sampler=args.sampler, steps=args.steps,
                         cfg_scale=args.cfg_scale, frames=args.frames, height=args.height, width=args.width,
                         fps=args.fps, formats=args.format.split(","), batch_size=args.batch_size,
-                        cache=args.cache)
+                        cache=args.cache, window=args.window, window_stride=args.window_stride)
         result = run_job(pipe, job, dist.rank, dist.world_size, progress=not args.no_progress)
         results = all_gather_objects(result)
         barrier()

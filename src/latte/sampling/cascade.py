@@ -39,6 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from latte.diffusion.gaussian import beta_schedule
+from latte.sampling.long_video import TemporalWindows, reschedule_noise, resolve_windows, windowed
 from latte.sampling.samplers import OFFICIAL_SAMPLERS, StepCallback, check_sampler, draw_noise, sample_loop
 
 PathLike = Union[str, Path]
@@ -260,6 +261,7 @@ class LavieStage:
         self.max_noise_level = int(max_noise_level)
         self.dtype = torch.float32
         self.default_size = (16, 320, 512)  # base: frames, height, width of the official base videos
+        self.trained_frames = 16  # base: longer videos sample with temporal windows of this length
 
     # ----------------------------------------------------------------------------------------- placement
     @property
@@ -330,12 +332,16 @@ class LavieStage:
                 text_uncond: torch.Tensor, generator: Optional[torch.Generator] = None,
                 cond: Optional[torch.Tensor] = None, low_res: Optional[torch.Tensor] = None,
                 noise_level: Optional[int] = None, progress: bool = False,
-                callback: Optional[StepCallback] = None) -> torch.Tensor:
+                callback: Optional[StepCallback] = None,
+                windows: Optional[TemporalWindows] = None) -> torch.Tensor:
         """The sampling loop of one stage: ``noise (1, 4, F, h, w)`` → latents, with ``settings``' sampler,
         steps and guidance (all set), text features ``(1, L, D)``, and the stage's extra inputs (interp:
-        ``cond`` latents; vsr: augmented ``low_res`` and its ``noise_level``)."""
+        ``cond`` latents; vsr: augmented ``low_res`` and its ``noise_level``). ``windows``: the U-Net sees
+        only these temporal windows, fused (long videos, :mod:`latte.sampling.long_video`)."""
         fn = self.guided_model_fn(text_cond, text_uncond, settings.cfg_scale, cond=cond, low_res=low_res,
                                   noise_level=noise_level)
+        if windows is not None:
+            fn = windowed(fn, windows)
         opts = scheduler_options_for(settings.sampler, settings.timestep_offset)
         generators = [generator] if generator is not None else None
         return sample_loop(fn, noise.to(self.device), settings.sampler, settings.steps, self.betas,
@@ -350,16 +356,22 @@ class LavieStage:
     @torch.no_grad()
     def generate(self, settings: StageSettings, generator: torch.Generator, frames: int = 16,
                  height: int = 320, width: int = 512, progress: bool = False,
-                 callback: Optional[StepCallback] = None) -> torch.Tensor:
-        """Base stage: text → video ``(1, 3, F, H, W)`` in ~[−1, 1] (not clamped)."""
+                 callback: Optional[StepCallback] = None, window: Optional[int] = None,
+                 window_stride: Optional[int] = None) -> torch.Tensor:
+        """Base stage: text → video ``(1, 3, F, H, W)`` in ~[−1, 1] (not clamped). More frames than the trained
+        16: sliding temporal windows (``window``/``window_stride``, as :class:`LattePipeline`)."""
         d = self.autoencoder.downsample_factor
         if height % d or width % d:
             raise ValueError(f"height/width ({height}x{width}) must be multiples of the VAE factor {d}")
         text_cond, text_uncond = self._texts(settings)
-        noise = draw_noise((1, self.autoencoder.latent_channels, frames, height // d, width // d), [generator],
+        windows = resolve_windows(frames, self.trained_frames, window, window_stride)
+        first = frames if windows is None else windows.size
+        noise = draw_noise((1, self.autoencoder.latent_channels, first, height // d, width // d), [generator],
                            self.device)
+        if windows is not None:
+            noise = reschedule_noise(noise, windows, [generator], frames)
         latents = self.denoise(noise, settings, text_cond, text_uncond, generator, progress=progress,
-                               callback=callback)
+                               callback=callback, windows=windows)
         return self.autoencoder.decode(latents).float()
 
     @torch.no_grad()
@@ -423,6 +435,7 @@ class LatteBaseStage:
         self.pipe = pipe
         self.dtype = pipe.dtype
         self.default_size = (None, None, None)  # the Latte model's own frames / size
+        self.trained_frames = pipe.model.config.num_frames
 
     @property
     def device(self) -> torch.device:
@@ -450,12 +463,14 @@ class LatteBaseStage:
     @torch.no_grad()
     def generate(self, settings: StageSettings, generator: torch.Generator, frames: Optional[int] = None,
                  height: Optional[int] = None, width: Optional[int] = None, progress: bool = False,
-                 callback: Optional[StepCallback] = None) -> torch.Tensor:
+                 callback: Optional[StepCallback] = None, window: Optional[int] = None,
+                 window_stride: Optional[int] = None) -> torch.Tensor:
         if settings.negative_prompt:
             raise ValueError("a Latte base stage guides with the empty prompt; a negative prompt is not supported")
         out = self.pipe(prompts=[settings.prompt], seeds=[settings.seed], sampler=settings.sampler,
                         steps=settings.steps, cfg_scale=settings.cfg_scale, frames=frames, height=height, width=width,
-                        output_type="tensor", progress=progress, callback=callback)
+                        output_type="tensor", progress=progress, callback=callback, window=window,
+                        window_stride=window_stride)
         return out.videos.float()
 
 
@@ -630,7 +645,8 @@ class CascadePipeline:
                  height: Optional[int] = None, width: Optional[int] = None, interp_factor: int = 4,
                  vsr_chunk: int = 8, vsr_overlap: int = 0, noise_level: int = 50, input_fps: float = 8.0,
                  progress: bool = True, workdir: Optional[PathLike] = None,
-                 callback: Optional[Callable[[str, int, int], None]] = None) -> CascadeOutput:
+                 callback: Optional[Callable[[str, int, int], None]] = None, window: Optional[int] = None,
+                 window_stride: Optional[int] = None) -> CascadeOutput:
         """Run the cascade for one prompt.
 
         Args:
@@ -650,6 +666,9 @@ class CascadePipeline:
             workdir: where official mode writes its intermediate mp4 files (default: a temporary folder).
             callback: ``callback(stage, step, total)`` after every sampler step of every stage (VSR counts the
                 steps of all its chunks); it may raise to stop.
+            window / window_stride: base videos longer than the base model's trained length are sampled with
+                sliding temporal windows (default: the trained length, half of it; 0: off), before interpolation
+                and super-resolution; recorded in the base stage's record as ``temporal_window``.
         """
         import time
 
@@ -696,8 +715,10 @@ class CascadePipeline:
                 self._place(obj, True)
                 if stage == "base":
                     size = [v if v is not None else d for v, d in zip((frames, height, width), obj.default_size)]
-                    video = obj.generate(s, generator, *size, progress=progress, callback=step)
+                    video = obj.generate(s, generator, *size, progress=progress, callback=step, window=window,
+                                         window_stride=window_stride)
                     fps = STAGE_FPS["base"]
+                    windows = resolve_windows(video.shape[2], obj.trained_frames, window, window_stride)
                 elif stage == "interp":
                     video = obj.interpolate(video.clamp(-1, 1), s, generator, interp_factor, progress, step)
                     fps = STAGE_FPS["interp"]
@@ -711,6 +732,8 @@ class CascadePipeline:
                 info = {"stage": stage, **{k2: v for k2, v in asdict(s).items()}, "fps": fps,
                         "frames": int(video.shape[2]), "height": int(video.shape[3]), "width": int(video.shape[4]),
                         "seconds": round(time.perf_counter() - start, 3), "model": obj.describe()}
+                if stage == "base" and windows is not None:
+                    info["temporal_window"] = windows.record()
                 if stage == "interp":
                     info["interp_factor"] = interp_factor
                 if stage == "vsr":

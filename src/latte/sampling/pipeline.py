@@ -24,6 +24,7 @@ import torch
 from latte.config import to_dict
 from latte.models import Latte
 from latte.sampling.cache import CacheLike, TeaCache, count_model_calls, parse_cache
+from latte.sampling.long_video import reschedule_noise, resolve_windows, window_starts, windowed
 from latte.sampling.samplers import StepCallback, check_sampler, draw_noise, sample_loop
 from latte.sampling.sources import Defaults, Parts
 
@@ -31,6 +32,14 @@ PathLike = Union[str, Path]
 OutputType = Literal["uint8", "tensor", "latent"]
 
 __all__ = ["LattePipeline", "SampleOutput", "model_config_hash"]
+
+
+def _cache_record(sessions: list, video: int) -> dict:
+    """The step-cache part of a video's record; with temporal windows (one session each) the calls are summed."""
+    if sessions[0] is None:
+        return {"cache": "none"}
+    parts = [s.record(video) for s in sessions]
+    return {**parts[0], **{k: sum(p[k] for p in parts) for k in ("cache_computed_calls", "cache_model_calls")}}
 
 
 def model_config_hash(model: Latte) -> str:
@@ -305,7 +314,8 @@ class LattePipeline:
                      frames: Optional[int] = None, height: Optional[int] = None, width: Optional[int] = None,
                      batch_size: int = 1, output_type: OutputType = "uint8",
                      progress: bool = True, negative_prompt: str = "",
-                     callback: Optional[StepCallback] = None, cache: CacheLike = None) -> Iterator[SampleOutput]:
+                     callback: Optional[StepCallback] = None, cache: CacheLike = None, window: Optional[int] = None,
+                     window_stride: Optional[int] = None) -> Iterator[SampleOutput]:
         """Like :meth:`__call__`, yielding one :class:`SampleOutput` per batch (for saving as you go)."""
         if negative_prompt and self.conditioning != "text":
             raise ValueError(f"negative_prompt needs a text-conditional model (conditioning '{self.conditioning}')")
@@ -325,28 +335,39 @@ class LattePipeline:
         cfg = self.model.config
         factor = self.autoencoder.downsample_factor if self.autoencoder is not None else 1
         shape = (cfg.in_channels, settings["frames"], settings["height"] // factor, settings["width"] // factor)
+        tubelet = cfg.tubelet_size if cfg.patch_embedding == "tubelet" else 1
+        windows = resolve_windows(settings["frames"], cfg.num_frames, window, window_stride, tubelet)
+        num_windows = len(window_starts(shape[1], windows.size, windows.stride)) if windows else 1
         shared = self.describe()
         batch_size = max(1, int(batch_size))
         for start in range(0, len(plan), batch_size):
             batch = plan[start:start + batch_size]
             generators = [torch.Generator(self.device.type).manual_seed(r["seed"]) for r in batch]
-            noise = draw_noise((len(batch), *shape), generators, self.device)
+            if windows is None:
+                noise = draw_noise((len(batch), *shape), generators, self.device)
+            else:  # longer than the trained clip: sliding windows over time (latte.sampling.long_video)
+                first = draw_noise((len(batch), shape[0], windows.size, *shape[2:]), generators, self.device)
+                noise = reschedule_noise(first, windows, generators, shape[1])
             cond, uncond = {}, {}
             if self.conditioning == "class":
                 cond["y"] = torch.tensor([r["class_id"] for r in batch], device=self.device)
                 uncond["y"] = torch.full_like(cond["y"], cfg.num_classes)
             elif self.conditioning == "text":
                 cond, uncond = self._text_conditions([r["prompt"] for r in batch], negative_prompt)
-            session = cache.session(self.model, len(batch), num_calls) if cache else None  # fresh per batch
-            model_fn = self._model_fn(cond, uncond, settings["cfg_scale"], session)
+            # a fresh cache session per batch, and per temporal window (each window is its own input sequence)
+            sessions = [cache.session(self.model, len(batch), num_calls) if cache else None
+                        for _ in range(num_windows)]
+            model_fns = [self._model_fn(cond, uncond, settings["cfg_scale"], s) for s in sessions]
+            model_fn = windowed(model_fns, windows) if windows is not None else model_fns[0]
             latents = sample_loop(model_fn, noise, settings["sampler"], settings["steps"], self.betas,
                                   cfg.learn_sigma, generators, progress=progress,
                                   prediction_type=self.prediction_type, callback=callback)
-            records = [{**r, **settings, **shared, **(session.record(k) if session else {"cache": "none"})}
-                       for k, r in enumerate(batch)]
-            if negative_prompt:
-                for r in records:
+            records = [{**r, **settings, **shared, **_cache_record(sessions, k)} for k, r in enumerate(batch)]
+            for r in records:
+                if negative_prompt:
                     r["negative_prompt"] = negative_prompt
+                if windows is not None:
+                    r["temporal_window"] = windows.record()
             yield SampleOutput(self._finish(latents, output_type), records)
 
     @torch.no_grad()
@@ -366,7 +387,8 @@ class LattePipeline:
                  frames: Optional[int] = None, height: Optional[int] = None, width: Optional[int] = None,
                  batch_size: int = 1, output_type: OutputType = "uint8", progress: bool = True,
                  indices: Optional[Sequence[int]] = None, negative_prompt: str = "",
-                 callback: Optional[StepCallback] = None, cache: CacheLike = None) -> SampleOutput:
+                 callback: Optional[StepCallback] = None, cache: CacheLike = None, window: Optional[int] = None,
+                 window_stride: Optional[int] = None) -> SampleOutput:
         """Sample ``num_videos`` videos (default: one per prompt/class, prompts and classes are cycled).
 
         Args:
@@ -383,11 +405,15 @@ class LattePipeline:
             callback: ``callback(step, total)`` after every sampler step of each batch (may raise to stop).
             cache: step cache (:mod:`latte.sampling.cache`): None / ``'none'``, a spec such as
                 ``'teacache:0.1'``, or a :class:`~latte.sampling.cache.TeaCache`. Recorded in every record
-                (``cache``, ``cache_computed_calls``, ``cache_model_calls``).
+                (``cache``, ``cache_computed_calls``, ``cache_model_calls``; summed over temporal windows).
+            window, window_stride: temporal windows (frames) for videos longer than the model's trained length
+                (:mod:`latte.sampling.long_video`). Default: when ``frames`` exceeds the trained length, windows
+                of the trained length every half window; ``window=0`` turns them off (full attention over all
+                frames). Recorded in the sidecar as ``temporal_window``.
         """
         outs = list(self.iter_batches(prompts, classes, num_videos, seed, seeds, indices, sampler, steps, cfg_scale,
                                       frames, height, width, batch_size, output_type, progress, negative_prompt,
-                                      callback, cache))
+                                      callback, cache, window, window_stride))
         if not outs:
             return SampleOutput(np.zeros((0,), np.uint8), [])
         records = [r for o in outs for r in o.records]

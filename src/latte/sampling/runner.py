@@ -37,6 +37,8 @@ class SampleJob:
     formats: Sequence[str] = ("mp4",)
     batch_size: int = 1
     cache: Optional[str] = None  # step cache spec, e.g. 'teacache:0.1' (latte.sampling.cache)
+    window: Optional[int] = None  # temporal windows for long videos (see latte.sampling.long_video)
+    window_stride: Optional[int] = None
 
 
 def read_prompts(path: str) -> list[str]:
@@ -66,7 +68,8 @@ def run_job(pipe, job: SampleJob, rank: int = 0, world_size: int = 1, progress: 
         batches = pipe.iter_batches(prompts=job.prompts, classes=job.classes, seed=job.seed, indices=pending,
                                     sampler=job.sampler, steps=job.steps, cfg_scale=job.cfg_scale, frames=job.frames,
                                     height=job.height, width=job.width, batch_size=job.batch_size,
-                                    progress=progress, cache=job.cache)
+                                    progress=progress, cache=job.cache, window=job.window,
+                                    window_stride=job.window_stride)
         for out in batches:
             save_videos(out, job.out_dir, formats, fps=job.fps)
             made.extend(r["index"] for r in out.records)
