@@ -9,44 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REFERENCE
 from latte.cli import main
 from latte.data.video_io import read_all_frames, write_mp4
 from latte.encoders import MissingWeightsError
 from latte.sampling.cascade import CascadePipeline, StageSettings, check_lavie_dir, frame_chunks, load_lavie_stage
-from test_encoders_text import WORDS, word_tokenizer
 
-FIXTURES = {"base": "lavie_base_tiny.pt", "interp": "lavie_interp_tiny.pt", "vsr": "lavie_vsr_tiny.pt"}
-FILES = {"base": "lavie_base.pt", "interp": "lavie_interpolation.pt", "vsr": "lavie_vsr.pt"}
-
-
-def save_encoders(folder, levels: int, text_dim: int = 16):
-    from diffusers import AutoencoderKL
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(0)
-    AutoencoderKL(block_out_channels=[8] * levels, down_block_types=["DownEncoderBlock2D"] * levels,
-                  up_block_types=["UpDecoderBlock2D"] * levels, layers_per_block=1, latent_channels=4,
-                  norm_num_groups=4, sample_size=16).save_pretrained(folder / "vae")
-    CLIPTextModel(CLIPTextConfig(vocab_size=len(WORDS), hidden_size=text_dim, intermediate_size=32,
-                                 num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=77)
-                  ).save_pretrained(folder / "text_encoder")
-    word_tokenizer("<|startoftext|> $A <|endoftext|>", "<|endoftext|>").save_pretrained(folder / "tokenizer")
-
-
-@pytest.fixture(scope="module")
-def lavie_dir(tmp_path_factory):
-    """pretrained_models/ with tiny parts: U-Nets from the fixtures (+ their constructor kwargs as .json), a
-    2-level SD-style VAE (x2) and a 3-level upscaler VAE (x4)."""
-    root = tmp_path_factory.mktemp("pretrained_models")
-    for stage, name in FIXTURES.items():
-        m = torch.load(os.path.join(REFERENCE, name), weights_only=True)
-        state = {k: v.clone() for k, v in m["state_dict"].items()}
-        torch.save({"ema": state} if stage == "vsr" else state, root / FILES[stage])
-        (root / FILES[stage]).with_suffix(".json").write_text(json.dumps(m["config"]))
-    save_encoders(root / "stable-diffusion-v1-4", levels=2)
-    save_encoders(root / "stable-diffusion-x4-upscaler", levels=3)
-    return root
+from helpers import LAVIE_FIXTURES, REFERENCE, WORDS
 
 
 def run_cli(*argv):
@@ -223,7 +191,7 @@ def test_batch_interface_and_the_demo_over_a_real_tiny_cascade(lavie_dir, tmp_pa
 def test_our_own_unet_folder_replaces_a_released_stage(lavie_dir, tmp_path):
     from latte.interop.lavie import load_lavie
 
-    m = torch.load(os.path.join(REFERENCE, FIXTURES["interp"]), weights_only=True)
+    m = torch.load(os.path.join(REFERENCE, LAVIE_FIXTURES["interp"]), weights_only=True)
     load_lavie(m["state_dict"], "interp", m["config"]).model.save_pretrained(tmp_path / "my_interp")
     stage = load_lavie_stage(lavie_dir, "interp", unet=tmp_path / "my_interp")
     released = load_lavie_stage(lavie_dir, "interp")

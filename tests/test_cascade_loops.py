@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from conftest import REFERENCE
+from helpers import REFERENCE
 from latte.encoders.autoencoders import DiffusersAutoencoder
 from latte.interop.lavie import load_lavie
 from latte.sampling.cascade import LavieStage, StageSettings, noise_augment, official_uint8

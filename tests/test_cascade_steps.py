@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REFERENCE
+from helpers import REFERENCE
 from latte.diffusion.gaussian import beta_schedule, respaced, space_timesteps
 from latte.sampling.cascade import (STAGE_DEFAULTS, augmentation_alphas_cumprod, blend_chunks,
                                     frame_change_at_borders, frame_chunks, interp_condition_indices,

@@ -13,6 +13,8 @@ from safetensors.torch import save_file
 from latte.cli import main
 from latte.models import Latte, LatteConfig
 
+from helpers import T2V, make_tiny_t5, make_tiny_vae, t2v_model, write_run
+
 TINY = dict(input_size=8, num_frames=4, in_channels=4, hidden_size=32, depth=2, num_heads=2)
 
 
@@ -164,8 +166,6 @@ def test_sample_vae_bad_weights(tmp_path, capsys):
 
 
 def test_sample_text_encoder_bad_weights(tmp_path, capsys):
-    from test_sampling_diffusers import T2V, make_tiny_t5, make_tiny_vae, t2v_model
-
     folder = tmp_path / "model"
     t2v_model().save_pretrained(folder)
     vae = make_tiny_vae(tmp_path / "vae")
@@ -261,7 +261,6 @@ def test_every_config_command_reports_broken_yaml(tmp_path, capsys, command, tex
 
 
 def test_sample_run_with_broken_run_config(tmp_path, capsys):
-    from test_sampling_pipeline import write_run
 
     ckpt = write_run(tmp_path / "run")
     (ckpt / "run_config.yaml").write_text("model: {hidden_size: [\n")
@@ -320,7 +319,6 @@ def test_sampling_outputs_disk_full_and_unwritable_folder(tmp_path, capsys, monk
 
 
 def test_sample_no_progress(tmp_path, capsys):
-    from test_sampling_pipeline import write_run
 
     write_run(tmp_path / "run")
     argv = ["sample", "--checkpoint", tmp_path / "run", "--class", "bird", "--steps", 2, "--sampler", "ddim",

@@ -8,29 +8,14 @@ from latte.config import ConfigError, from_dict
 from latte.diffusion import create_diffusion
 from latte.models import Latte, LatteConfig
 
+from helpers import randomize, tiny
+
 VARIANTS = ["interleaved", "late_fusion", "factorized_attention", "factorized_heads"]
 PATCHES = ["frame", "tubelet"]
 INJECTIONS = ["adaln", "tokens"]
 TEMPORAL = ["absolute", "rope"]
 CONDITIONING = ["none", "class", "text"]
 COMBOS = list(itertools.product(VARIANTS, PATCHES, INJECTIONS, TEMPORAL, CONDITIONING))
-
-
-def tiny(variant="interleaved", patch="frame", injection="adaln", temporal="absolute", cond="none", **kw):
-    cfg = dict(input_size=4, num_frames=4, in_channels=2, patch_size=2, hidden_size=16, depth=2, num_heads=2,
-               variant=variant, patch_embedding=patch, tubelet_size=2, injection=injection, temporal_pe=temporal,
-               conditioning=cond, num_classes=3, text_dim=8)
-    cfg.update(kw)
-    return Latte(LatteConfig(**cfg))
-
-
-def randomize(model, std=0.2):
-    """Official init zeroes the output paths; re-randomise so every parameter matters (as the fixtures do)."""
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * std)
-    return model
 
 
 def inputs(model, b=2, frames=4, size=4, num_images=0):

@@ -14,7 +14,7 @@ from latte.interop.official import (
 from latte.models import Latte, preset
 from latte.official import load_latte, load_latte_t2v, read_state_dict, save_official
 
-from conftest import REFERENCE
+from helpers import REFERENCE
 
 
 def fixture(name):

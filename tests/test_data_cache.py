@@ -9,7 +9,7 @@ from latte.data import build_dataset
 from latte.cli.cache import load_cache_config
 from latte.data.cache import CacheConfig, CachedLatentDataset, CacheMismatchError, build_cache
 from latte.encoders import build_autoencoder
-from test_data_util import write_video
+from helpers import write_video
 
 
 class StubTextEncoder:

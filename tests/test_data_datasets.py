@@ -8,7 +8,7 @@ from PIL import Image
 
 from latte.config import ConfigError, from_dict
 from latte.data import DataConfig, EmptyDatasetError, build_dataset
-from test_data_util import make_broken_corpus, ramp_video, write_video
+from helpers import make_broken_corpus, ramp_video, write_vfr, write_video, write_with_codec
 
 SMALL = {"image_size": 16, "num_frames": 4, "frame_interval": 2}
 
@@ -147,7 +147,6 @@ def test_failure_at_load_time_is_replaced_and_counted(tmp_path):
 
 
 def test_header_overestimating_length_is_corrected(tmp_path):
-    from test_data_util import write_vfr
 
     write_vfr(tmp_path / "vfr.mkv", 30)
     ds = build_dataset(config(kind="videos", path=str(tmp_path), num_frames=16, frame_interval=2), split="val")
@@ -229,7 +228,6 @@ def test_frame_folder_with_a_corrupt_frame_is_skipped_once_and_never_reread(tmp_
 
 
 def test_scan_decode_and_header_agree_on_a_truncated_video(tmp_path):
-    from test_data_util import write_with_codec
 
     full = write_with_codec(tmp_path / "full.mkv", ramp_video(60, 32, 32), "mpeg4", "yuv420p", fps=10)
     (tmp_path / "data").mkdir()

@@ -21,7 +21,7 @@ from latte.data.video_io import (
     write_mp4,
     write_png_grid,
 )
-from test_data_util import frame_ids, ramp_video, write_video, write_with_codec
+from helpers import frame_ids, ramp_video, write_video, write_with_codec
 
 
 class FixedBegin:

@@ -12,39 +12,7 @@ from latte.apps.demo import (DemoRequest, GeneratorOptions, LatteGenerator, Limi
 from latte.models import Latte, LatteConfig
 from latte.sampling import LattePipeline, SampleOutput, save_videos
 
-TINY_TEXT = dict(input_size=16, num_frames=8, in_channels=3, hidden_size=32, depth=2, num_heads=2,
-                 conditioning="text", text_dim=384)
-
-
-def require(module: str):
-    """Import a test dependency or fail with what to install (CI installs it: .ci/run)."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        pytest.fail(f"the demo tests need '{module}': pip install -e '.[dev,demo]' (see .ci/run)")
-
-
-def write_text_run(run_dir):
-    """A tiny random-weight text-to-video run (identity autoencoder, the packaged offline MiniLM): 8 frames of
-    16x16 px, loadable by LattePipeline.load and `latte sample`."""
-    from latte.training.config import run_config_from_dict, save_run_config
-
-    torch.manual_seed(0)
-    model = Latte(LatteConfig(**TINY_TEXT))
-    with torch.no_grad():  # the official init zeroes the output layer: make the output depend on the input
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    ckpt = run_dir / "checkpoints" / "step_0000001"
-    model.save_pretrained(ckpt / "ema")
-    cfg = run_config_from_dict({"model": TINY_TEXT, "autoencoder": {"kind": "identity"},
-                                "text_encoder": {"kind": "minilm", "max_length": 16},
-                                "train": {"run_dir": str(run_dir)}})
-    save_run_config(cfg, ckpt / "run_config.yaml")
-    torch.save({"step": torch.tensor(1)}, ckpt / "train_state.pt")
-    (run_dir / "checkpoints" / "latest").write_text("step_0000001\n")
-    return run_dir
+from helpers import free_port, require, wait_for, write_text_run
 
 
 @pytest.fixture(scope="module")
@@ -82,28 +50,11 @@ class SlowGenerator:
         return SampleOutput(videos, records)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def fetch(url: str) -> bytes:
     import urllib.request
 
     with urllib.request.urlopen(url, timeout=30) as response:
         return response.read()
-
-
-def wait_for(predicate, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
 
 
 # ------------------------------------------------------------------------------------------------ validation

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test_demo_app import free_port, require, wait_for, write_text_run
+from helpers import free_port, require, wait_for, write_text_run
 
 from latte.apps.demo import LatteGenerator, RequestQueue, build_app, launch
 from latte.sampling import LattePipeline

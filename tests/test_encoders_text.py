@@ -5,20 +5,7 @@ import torch
 from latte.config import ConfigError
 from latte.encoders import MissingWeightsError, TextEncoder, build_text_encoder
 
-WORDS = "<pad> </s> <unk> <|startoftext|> <|endoftext|> a red blue square circle moving left right".split()
-
-
-def word_tokenizer(template: str, pad: str):
-    """A tiny word-level fast tokenizer built locally (no download)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {w: i for i, w in enumerate(WORDS)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    specials = [(w, vocab[w]) for w in ("</s>", "<|startoftext|>", "<|endoftext|>") if w in template]
-    tok.post_processor = processors.TemplateProcessing(single=template, special_tokens=specials)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=pad, unk_token="<unk>")
+from helpers import WORDS, word_tokenizer
 
 
 @pytest.fixture(scope="module")

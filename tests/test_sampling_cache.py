@@ -11,9 +11,7 @@ import torch
 from latte.encoders.autoencoders import IdentityAutoencoder
 from latte.sampling import SAMPLERS, LattePipeline, save_videos
 from latte.sampling.cache import TeaCache, cache_spec, count_model_calls, fit_rescale, parse_cache
-from test_core_model import randomize, tiny
-from test_sampling_multiprocess import torchrun
-from test_sampling_pipeline import tiny_model, write_run
+from helpers import REFERENCE, randomize, tiny, tiny_model, torchrun, write_run
 
 MODEL_CASES = [dict(variant=v, injection=i, cond=c) for v, i, c in itertools.product(
     ["interleaved", "late_fusion", "factorized_attention", "factorized_heads"], ["adaln", "tokens"],
@@ -233,7 +231,6 @@ def tiny_unet(stage):
     """A tiny LaVie U-Net of ``stage`` (official fixture weights) and its inputs: (model, sample, text, kwargs)."""
     import os
 
-    from conftest import REFERENCE
     from latte.official import load_lavie
 
     d = torch.load(os.path.join(REFERENCE, f"lavie_{stage}_tiny.pt"), weights_only=True)

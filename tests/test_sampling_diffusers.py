@@ -10,48 +10,7 @@ from latte.interop.diffusers import import_from_diffusers, save_transformer
 from latte.models import Latte, LatteConfig
 from latte.sampling import LattePipeline
 
-from test_sampling_pipeline import tiny_model
-
-WORDS = "<pad> </s> <unk> a red blue square circle moving left right".split()
-T2V = dict(input_size=8, num_frames=4, in_channels=4, hidden_size=32, depth=4, num_heads=2, conditioning="text",
-           text_dim=16, adaln="single", pe_base_size=4)
-
-
-def t2v_model(seed=0) -> Latte:
-    torch.manual_seed(seed)
-    model = Latte(LatteConfig(**T2V))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model.eval()
-
-
-def make_tiny_t5(folder, d_model=16):
-    """A 1-layer T5 encoder and a word-level fast tokenizer ('$A </s>'), built locally (no download)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
-
-    torch.manual_seed(0)
-    T5EncoderModel(T5Config(vocab_size=len(WORDS), d_model=d_model, d_kv=4, d_ff=32, num_layers=1, num_heads=2)
-                   ).save_pretrained(folder)
-    vocab = {w: i for i, w in enumerate(WORDS)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", vocab["</s>"])])
-    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
-                            eos_token="</s>").save_pretrained(folder)
-    return folder
-
-
-def make_tiny_vae(folder):
-    """A diffusers AutoencoderKL with 4 latent channels and downsampling factor 2."""
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(0)
-    AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                  block_out_channels=(8, 8), layers_per_block=1, latent_channels=4, norm_num_groups=4,
-                  sample_size=16).save_pretrained(folder)
-    return folder
+from helpers import T2V, make_tiny_t5, make_tiny_vae, t2v_model, tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ from latte.sampling import LattePipeline
 from latte.sampling.cascade import CascadePipeline, StageSettings, load_lavie_stage
 from latte.sampling.long_video import (TemporalWindows, reschedule_noise, resolve_windows, window_starts,
                                        window_weights, windowed)
-from test_cascade_cli import lavie_dir  # noqa: F401 - fixture: tiny LaVie stages in the official layout
-from test_sampling_pipeline import tiny_model, write_run  # tiny 4-frame models, a run directory
+from helpers import tiny_model, write_run  # tiny 4-frame models, a run directory (lavie_dir: conftest.py)
 
 KW = dict(classes=[1, 2], sampler="ddpm", steps=4, cfg_scale=2.0, output_type="latent", progress=False)
 

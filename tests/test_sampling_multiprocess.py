@@ -1,19 +1,9 @@
 """`latte sample` under torchrun with 2 gloo processes: videos split by rank, exactly N files, resume."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from test_sampling_pipeline import write_run
-
-
-def torchrun(args, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "latte", "sample", *args]
-    return subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+from helpers import torchrun, write_run
 
 
 @pytest.mark.slow

@@ -8,8 +8,7 @@ from safetensors.torch import save_file
 
 from latte.sampling import LattePipeline
 
-from conftest import REFERENCE
-from test_sampling_diffusers import make_tiny_t5, make_tiny_vae
+from helpers import REFERENCE, make_tiny_t5, make_tiny_vae
 
 
 def fixture(name):

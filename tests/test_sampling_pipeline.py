@@ -6,45 +6,18 @@ import pytest
 import torch
 
 from latte.encoders.autoencoders import IdentityAutoencoder
-from latte.models import Latte, LatteConfig
+from latte.models import Latte
 from latte.sampling import SAMPLERS, LattePipeline, sample_loop, save_videos
 from latte.sampling.samplers import DIFFUSERS_SAMPLERS, draw_noise
 from latte.sampling.sources import linear_betas
 
-TINY = dict(input_size=8, num_frames=4, in_channels=3, hidden_size=32, depth=2, num_heads=2)
-
-
-def tiny_model(seed=0, **cfg) -> Latte:
-    """A tiny model with non-zero output (the official init zeroes the output layer)."""
-    torch.manual_seed(seed)
-    model = Latte(LatteConfig(**{**TINY, **cfg}))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model.eval()
+from helpers import tiny_model, write_run
 
 
 @pytest.fixture(scope="module")
 def class_pipe():
     model = tiny_model(conditioning="class", num_classes=3)
     return LattePipeline(model, IdentityAutoencoder(), class_names=["apple", "bird", "car"])
-
-
-def write_run(run_dir, class_names=("apple", "bird", "car")):
-    """A run directory as the trainer lays it out: checkpoints/step_XXXXXXX/{model,ema}, run_config.yaml, latest."""
-    from latte.training.config import run_config_from_dict, save_run_config
-
-    ckpt = run_dir / "checkpoints" / "step_0000010"
-    tiny_model(0, conditioning="class", num_classes=3).save_pretrained(ckpt / "model")
-    tiny_model(1, conditioning="class", num_classes=3).save_pretrained(ckpt / "ema")
-    cfg = run_config_from_dict({"model": {**TINY, "conditioning": "class", "num_classes": 3},
-                                "autoencoder": {"kind": "identity"}, "train": {"run_dir": str(run_dir)}})
-    save_run_config(cfg, ckpt / "run_config.yaml")
-    torch.save({"step": torch.tensor(10)}, ckpt / "train_state.pt")
-    (run_dir / "checkpoints" / "latest").write_text("step_0000010\n")
-    if class_names:
-        (run_dir / "class_names.json").write_text(json.dumps(list(class_names)))
-    return ckpt
 
 
 def test_same_seed_same_frames_and_batch_size_does_not_matter(class_pipe):

@@ -18,7 +18,7 @@ from latte.models import UNet3D, unet3d_preset
 from latte.io import WeightsError
 from latte.official import load_lavie
 
-from conftest import REFERENCE
+from helpers import REFERENCE
 
 
 def fixture(name):

@@ -9,7 +9,7 @@ from latte.models import UNet3D, unet3d_preset
 from latte.models.unet3d import TemporalAttention, relative_position_buckets
 from latte.official import load_lavie
 
-from conftest import REFERENCE
+from helpers import REFERENCE
 
 
 def fixture(name):
