@@ -125,3 +125,127 @@ def preset(name: str, **overrides) -> LatteConfig:
     cfg = LatteConfig(**{**latte_presets[name], **overrides})
     cfg.validate()
     return cfg
+
+
+# --------------------------------------------------------------------------------------------------------------
+# LaVie video U-Nets (base text-to-video, temporal interpolation, video super-resolution): one family
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class UNet3DConfig:
+    """A video latent-diffusion U-Net (``latte.models.unet3d.UNet3D``); the three LaVie stages are presets.
+
+    Level lists (``attention_levels``, ``cross_attention_only``) are given for the down path; the up path mirrors
+    them (up level i = down level ``levels-1-i``). The mid block always has self-attention.
+    """
+
+    in_channels: int = option(4, "channels of conv_in's input: latents (4), + condition latents for "
+                                 "interpolation (8), + low_res_channels for super-resolution (7)")
+    out_channels: int = option(4, "output channels (epsilon or v of the 4 latent channels)")
+    low_res_channels: int = option(0, "super-resolution: channels of the low-resolution video passed as "
+                                      "forward(low_res=...) and concatenated after the latents (3 = RGB); 0 = none")
+    block_out_channels: tuple[int, ...] = option((320, 640, 1280, 1280), "channels of each resolution level")
+    attention_levels: tuple[bool, ...] = option(
+        (True, True, True, False), "per down level: ResBlocks followed by a spatio-temporal transformer "
+                                   "(CrossAttn*Block3D) or ResBlocks only (DownBlock3D); up levels mirror it")
+    cross_attention_only: tuple[bool, ...] = option(
+        (False, False, False, False), "per down level: the transformer's first attention (attn1) is a second text "
+                                      "cross-attention instead of spatial self-attention (x4-upscaler "
+                                      "only_cross_attention); up levels mirror it, the mid block never")
+    layers_per_block: int = option(2, "ResBlocks per down level (up levels have one more)")
+    num_heads: int = option(8, "attention heads of every attention (the SD config's attention_head_dim)")
+    norm_num_groups: int = option(32, "GroupNorm groups of the ResBlocks, transformer input norms and output norm")
+    norm_eps: float = option(1e-5, "GroupNorm eps of the ResBlocks and the output norm (transformer norms: 1e-6)")
+    cross_attention_dim: int = option(768, "feature size of the text encoder's hidden states (CLIP-L 768, "
+                                           "OpenCLIP-H 1024)")
+    linear_projection: bool = option(False, "transformer proj_in/proj_out are Linear layers (x4 upscaler) instead "
+                                            "of 1x1 convolutions (SD 1.4)")
+    spatial_attention: Literal["full", "sparse_causal"] = option(
+        "full", "attn1 (where it is self-attention): 'full' = the tokens of the frame itself; 'sparse_causal' = "
+                "keys/values of frame 0 and of the previous frame (interpolation model)")
+    temporal_attention: Literal["rope", "plain"] = option(
+        "rope", "temporal self-attention over the frames at each position: 'rope' = rotary embedding on the first "
+                "32 features of each head plus a learned relative-position bias (base, VSR); 'plain' = no "
+                "position information (interpolation)")
+    temporal_attention_after_ff: bool = option(
+        False, "run the temporal attention after the feed-forward (interpolation) instead of before it")
+    temporal_attention_name: Literal["attn_temp", "attn_temporal"] = option(
+        "attn_temp", "state-dict name of the temporal attention and its LayerNorm: 'attn_temp'/'norm_temp' "
+                     "(released base and interpolation) or 'attn_temporal'/'norm_temporal' (released VSR)")
+    temporal_resblocks: bool = option(
+        False, "start every transformer with a temporal ResBlock (3x1x1 convolutions over frames; VSR)")
+    temporal_modules: bool = option(
+        False, "temporal module (temporal ResBlock k=5, ResBlock, zero-initialised 1x1 shift conv, residual) after "
+               "every down level, the mid block and every up level (VSR)")
+    num_class_embeds: int = option(0, "super-resolution: size of the noise-level embedding table added to the "
+                                      "timestep embedding (1000); 0 = none")
+    max_noise_level: int = option(350, "largest accepted noise level (class label) when num_class_embeds > 0")
+    attention_backend: Literal["auto", "sdpa", "math"] = option(
+        "auto", "'sdpa' = torch scaled_dot_product_attention; 'math' = explicit softmax (as the official code); "
+                "'auto' = sdpa, except bf16/fp16 on CPU (explicit softmax is faster there)")
+    gradient_checkpointing: bool = option(False, "recompute each block's activations (ResBlock, transformer, "
+                                                 "temporal module) in the backward pass")
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.block_out_channels)
+
+    @property
+    def time_embed_dim(self) -> int:
+        return 4 * self.block_out_channels[0]
+
+    def validate(self) -> None:
+        n = self.num_levels
+        for name in ("attention_levels", "cross_attention_only"):
+            if len(getattr(self, name)) != n:
+                raise ConfigError(f"unet.{name} has {len(getattr(self, name))} entries, expected one per level "
+                                  f"of block_out_channels ({n})")
+        for ch in self.block_out_channels:
+            if ch % self.norm_num_groups:
+                raise ConfigError(f"unet.block_out_channels ({ch}) must be divisible by norm_num_groups "
+                                  f"({self.norm_num_groups})")
+            if ch % self.num_heads:
+                raise ConfigError(f"unet.block_out_channels ({ch}) must be divisible by num_heads ({self.num_heads})")
+            if self.temporal_attention == "rope" and ch // self.num_heads < 32:
+                raise ConfigError(f"unet.temporal_attention='rope' rotates 32 features per head: channels {ch} / "
+                                  f"{self.num_heads} heads is less")
+            if (self.temporal_modules or self.temporal_resblocks) and ch % 32:
+                raise ConfigError(f"unet temporal ResBlocks use 32 GroupNorm groups: channels {ch} must be "
+                                  "divisible by 32")
+        if self.low_res_channels >= self.in_channels:
+            raise ConfigError("unet.low_res_channels must be smaller than in_channels (latents come first)")
+
+    def replace(self, **changes) -> "UNet3DConfig":
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+
+_LAVIE_BASE = dict(in_channels=4, block_out_channels=(320, 640, 1280, 1280),
+                   attention_levels=(True, True, True, False), cross_attention_dim=768)
+unet3d_presets: dict[str, dict] = {
+    # SD 1.4 U-Net + RoPE temporal attention in every transformer block (lavie_base.pt)
+    "lavie-base": dict(_LAVIE_BASE),
+    # + 4 condition channels, sparse-causal attn1, plain temporal attention after the FF (lavie_interpolation.pt)
+    "lavie-interp": dict(_LAVIE_BASE, in_channels=8, spatial_attention="sparse_causal", temporal_attention="plain",
+                         temporal_attention_after_ff=True),
+    # x4 upscaler U-Net + temporal ResBlocks, RoPE temporal attention, temporal modules (lavie_vsr.pt)
+    "lavie-vsr": dict(in_channels=7, low_res_channels=3, block_out_channels=(256, 512, 512, 1024),
+                      attention_levels=(False, True, True, True), cross_attention_only=(True, True, True, False),
+                      cross_attention_dim=1024, linear_projection=True, temporal_attention_name="attn_temporal",
+                      temporal_resblocks=True, temporal_modules=True, num_class_embeds=1000),
+}
+
+
+def unet3d_preset(name: str, **overrides) -> UNet3DConfig:
+    """``UNet3DConfig`` of a released LaVie stage (``"lavie-base"``, ``"lavie-interp"``, ``"lavie-vsr"``)."""
+    if name not in unet3d_presets:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(unet3d_presets), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown U-Net preset '{name}'{hint} (known: {', '.join(unet3d_presets)})")
+    cfg = UNet3DConfig(**{**unet3d_presets[name], **overrides})
+    cfg.validate()
+    return cfg

@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from latte.config import from_dict, to_dict
 from latte.models.config import LatteConfig
+from latte.models.layers import Mlp, apply_rope, attend, rope_tables, timestep_embedding
 
 # --------------------------------------------------------------------------------------------------------------
 # Position and timestep embeddings (pure functions)
@@ -59,46 +58,8 @@ def sincos_2d(h: int, w: int, dim: int, base_size: Optional[int] = None) -> torc
         h * w, dim)
 
 
-def timestep_embedding(t: torch.Tensor, dim: int = 256, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal timestep features ``[cos, sin]`` (official order); ``t (B,)`` → ``(B, dim)`` float32."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-
-
-def rope_tables(n: int, head_dim: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables ``(n, head_dim)`` for rotary embedding over positions 0..n-1 (rotate-half convention)."""
-    inv_freq = 1.0 / 10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)
-    angles = torch.arange(n, dtype=torch.float32, device=device)[:, None] * inv_freq[None]
-    angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos().to(dtype), angles.sin().to(dtype)
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x (..., n, head_dim)`` by position: ``x·cos + rotate_half(x)·sin``."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
-
-
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale) + shift
-
-
-def attend(q, k, v, bias: Optional[torch.Tensor] = None, backend: str = "sdpa") -> torch.Tensor:
-    """Scaled dot-product attention on ``(..., heads, L, head_dim)``; ``bias`` is added to the scores.
-
-    ``backend``: 'sdpa' (fused kernels), 'math' (explicit softmax) or 'auto' (sdpa, except half precision on
-    CPU, where torch's fused kernel is slower than the explicit softmax).
-    """
-    if backend == "auto":
-        backend = "math" if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) else "sdpa"
-    if backend == "sdpa":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
-    if bias is not None:
-        scores = scores + bias
-    return scores.softmax(dim=-1) @ v
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -145,15 +106,6 @@ class CaptionProjection(nn.Module):
 
     def forward(self, text: torch.Tensor) -> torch.Tensor:
         return self.linear_2(self.act(self.linear_1(text)))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class SelfAttention(nn.Module):
