@@ -68,7 +68,7 @@ def test_skipped_step_leaves_weights_untouched(tmp_path):
     trainer = Trainer(build(tiny_config(tmp_path, max_steps=1, batch_size=16)), dataset=TensorItems(latents))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     ema_before = {k: v.clone() for k, v in trainer.ema.state_dict().items()}
-    batch = next(trainer._micro_batches())
+    batch = next(trainer.batches())
     stats = trainer.train_step([batch])
     assert stats["skipped"] == 1.0
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())

@@ -24,6 +24,9 @@ class FakeTextEncoder:
     def null_embedding(self):
         return self.encode([""])
 
+    def identity(self):
+        return {"kind": "fake"}
+
 
 def _synthetic_config(tmp_path, conditioning: dict, **train_kw):
     data = tiny_config(tmp_path, **{"max_steps": 2, "ckpt_every": 2, **train_kw})
@@ -39,33 +42,33 @@ def test_text_conditioning_drops_captions_to_empty(tmp_path):
     data = tiny_config(tmp_path, text_dropout_prob=0.5)
     data["model"].update(conditioning="text", text_dim=16)
     trainer = Trainer(build(data), dataset=tiny_dataset())
-    trainer._text_encoder = FakeTextEncoder()
+    trainer.task.text_encoder = FakeTextEncoder()
     batch = {"caption": ["a red circle", "a blue square"]}
-    kwargs = trainer._condition(batch, drop=torch.tensor([0.2, 0.9]))
+    kwargs = trainer.task.condition(batch, drop=torch.tensor([0.2, 0.9]))
     null, null_mask = FakeTextEncoder().encode([""])
     assert torch.equal(kwargs["text"][0], null[0]) and torch.equal(kwargs["text_mask"][0], null_mask[0])
     assert torch.equal(kwargs["text"][1], FakeTextEncoder().encode(["a blue square"])[0][0])
-    calls = trainer._text_encoder.calls
-    trainer._condition(batch, drop=torch.tensor([0.9, 0.9]))
-    trainer._condition(batch, drop=torch.tensor([0.9, 0.9]))
-    assert trainer._text_encoder.calls == calls + 1  # features of seen captions are memoised
+    calls = trainer.task.text_encoder.calls
+    trainer.task.condition(batch, drop=torch.tensor([0.9, 0.9]))
+    trainer.task.condition(batch, drop=torch.tensor([0.9, 0.9]))
+    assert trainer.task.text_encoder.calls == calls + 1  # features of seen captions are memoised
 
 
 def test_class_dropout_is_forced_per_sample(tmp_path):
     data = tiny_config(tmp_path)
     data["model"].update(conditioning="class", num_classes=3, class_dropout_prob=0.3)
     trainer = Trainer(build(data), dataset=tiny_dataset(classes=3))
-    kwargs = trainer._condition({"y": torch.tensor([0, 2])}, drop=torch.tensor([0.1, 0.5]))
+    kwargs = trainer.task.condition({"y": torch.tensor([0, 2])}, drop=torch.tensor([0.1, 0.5]))
     assert kwargs["force_drop_ids"].tolist() == [1, 0]
 
 
 def test_text_joint_training_with_validation_on_synthetic_data(tmp_path):
     data = _synthetic_config(tmp_path, {"conditioning": "text", "text_dim": 16}, num_images=2)
-    data["validation"] = {"every": 2, "num_samples": 2, "num_steps": 2, "prompts": ["a red circle moving left"],
-                          "guidance_scale": 2.0}
+    data["validation"] = {"every": 2, "num_samples": 2, "steps": 2, "prompts": ["a red circle moving left"],
+                          "cfg_scale": 2.0}
     config = build(data)
     trainer = Trainer(config)
-    trainer._text_encoder = FakeTextEncoder()
+    trainer.task.text_encoder = FakeTextEncoder()
     seen = {}
     original = trainer.forward_model.forward
 

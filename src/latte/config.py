@@ -4,7 +4,8 @@ Every config section is a dataclass whose fields are declared with :func:`option
 (``docs/config.md`` is generated from it by ``latte config-docs``). :func:`from_dict` turns plain data (parsed
 YAML) into those dataclasses and rejects anything it cannot account for:
 
-* an unknown key is an error naming the key and the nearest valid one;
+* an unknown key is an error naming the key and the nearest valid one (a renamed key, listed in the
+  class attribute ``RENAMED = {old: new}``, names its new name);
 * a value of the wrong type is an error naming the key, the expected type and the value;
 * a dataclass may define ``validate(self)`` for cross-field rules and raise :class:`ConfigError`.
 
@@ -149,6 +150,10 @@ def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
     kwargs = {}
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else str(key)
+        renamed = getattr(cls, "RENAMED", {})
+        if key in renamed:
+            new = f"{prefix}.{renamed[key]}" if prefix else renamed[key]
+            raise ConfigError(f"config key '{full}' was renamed: use '{new}'")
         if key not in fields:
             raise ConfigError(f"unknown config key '{full}'{_nearest(str(key), list(fields))} "
                               f"(valid keys: {', '.join(fields)})")

@@ -14,8 +14,9 @@ import torch
 class Autoencoder(Protocol):
     """Maps videos to (scaled) latents and back, frame by frame or temporally.
 
-    * ``encode(video)``: ``(B, 3, F, H, W)`` float in [-1, 1] → latents ``(B, C_lat, F, H/d, W/d)``, already
-      multiplied by ``scaling_factor`` (so a diffusion model sees roughly unit-variance data).
+    * ``encode(video, generator=None)``: ``(B, 3, F, H, W)`` float in [-1, 1] → latents ``(B, C_lat, F, H/d,
+      W/d)``, already multiplied by ``scaling_factor`` (so a diffusion model sees roughly unit-variance data);
+      a posterior sample, when the autoencoder samples one, is drawn from ``generator``.
     * ``decode(latents)``: the inverse; divides by ``scaling_factor`` itself; returns ``(B, 3, F, H, W)`` in
       roughly [-1, 1] (not clamped).
     """
@@ -24,7 +25,7 @@ class Autoencoder(Protocol):
     downsample_factor: int
     scaling_factor: float
 
-    def encode(self, video: torch.Tensor) -> torch.Tensor: ...
+    def encode(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor: ...
 

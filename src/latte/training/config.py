@@ -8,13 +8,13 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import yaml
 
 from latte.config import ConfigError, from_dict, load_yaml, option, to_dict
 
-__all__ = ["TrainConfig", "ValidationConfig", "WandbConfig", "RunConfig", "load_run_config", "save_run_config"]
+__all__ = ["LoraConfig", "TrainConfig", "ValidationConfig", "WandbConfig", "RunConfig", "load_run_config", "save_run_config"]
 
 
 def _section(module: str, name: str) -> type:
@@ -32,6 +32,20 @@ DiffusionConfig = _section("latte.diffusion", "DiffusionConfig")
 DataConfig = _section("latte.data", "DataConfig")
 AutoencoderConfig = _section("latte.encoders.config", "AutoencoderConfig")
 TextEncoderConfig = _section("latte.encoders.config", "TextEncoderConfig")
+
+
+@dataclasses.dataclass
+class LoraConfig:
+    """Low-rank adapters (``peft``) for ``train.trainable: lora``."""
+
+    rank: int = option(8, "rank r of each adapter (B A with A: r x in, B: out x r)")
+    alpha: float = option(8.0, "scale numerator: the adapter adds (alpha / rank) * B A x")
+    targets: list[str] = option(help="fnmatch patterns of the nn.Linear module names to adapt (a pattern also matches "
+                                     "as a suffix); empty: the task's attention and MLP projections", factory=list)
+
+    def validate(self) -> None:
+        if self.rank < 1 or self.alpha <= 0:
+            raise ConfigError(f"train.lora: rank must be >= 1 and alpha > 0, got {self.rank}, {self.alpha}")
 
 
 @dataclasses.dataclass
@@ -54,7 +68,11 @@ class TrainConfig:
     min_lr: float = option(0.0, "final learning rate of the cosine schedule")
     clip_grad_norm: Optional[float] = option(0.1, "max global L2 norm of the gradients; null disables clipping (the norm is still logged)")
     start_clip_step: int = option(0, "clip only from this optimizer step on (official start_clip_iter); before it the norm is only measured")
-    ema_decay: float = option(0.9999, "decay of the float32 exponential moving average of the weights, updated after every optimizer step")
+    ema_decay: Optional[float] = option(0.9999, "decay of the float32 exponential moving average of the weights, updated after every optimizer step; null: no EMA")
+    trainable: Union[Literal["all", "lora"], list[str]] = option(
+        "all", "which parameters train: all; lora (low-rank adapters on train.lora.targets, everything else frozen); "
+               "or a list of fnmatch patterns over parameter names (e.g. ['blocks.*.attn.*']), everything else frozen")
+    lora: LoraConfig = option(help="LoRA adapters (train.trainable: lora)", factory=lambda: LoraConfig())
     precision: Literal["float32", "bf16", "fp16"] = option(
         "float32", "compute precision: float32; bf16 autocast; fp16 autocast with dynamic loss scaling (weights stay float32)")
     loss_scale_init: float = option(65536.0, "initial loss scale for precision fp16 (dynamic: halves on overflow, doubles after loss_scale_window good steps)")
@@ -89,7 +107,7 @@ class TrainConfig:
                 raise ConfigError(f"train.{key}: must be >= 1, got {getattr(self, key)}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr: must be > 0, got {self.lr}")
-        if not (0.0 <= self.ema_decay < 1.0):
+        if self.ema_decay is not None and not (0.0 <= self.ema_decay < 1.0):
             raise ConfigError(f"train.ema_decay: must be in [0, 1), got {self.ema_decay}")
         if not (0.0 <= self.text_dropout_prob < 1.0):
             raise ConfigError(f"train.text_dropout_prob: must be in [0, 1), got {self.text_dropout_prob}")
@@ -111,13 +129,17 @@ class TrainConfig:
             raise ConfigError("train.loss_scale_init must be > 0 and train.loss_scale_window >= 1")
         if self.distributed == "fsdp" and self.precision == "fp16":
             raise ConfigError("train.precision: fp16 loss scaling is not supported with distributed 'fsdp'; use bf16")
+        if isinstance(self.trainable, list) and not self.trainable:
+            raise ConfigError("train.trainable: an empty list trains nothing; use all, lora or name patterns")
         if self.num_images < 0 or self.num_workers < 0:
             raise ConfigError("train.num_images / train.num_workers: must be >= 0")
 
 
 @dataclasses.dataclass
 class ValidationConfig:
-    """Periodic sampling from the EMA weights during training."""
+    """Periodic sampling from the EMA weights during training, through the sampling pipeline (``latte sample``)."""
+
+    RENAMED = {"num_steps": "steps", "guidance_scale": "cfg_scale"}
 
     every: int = option(0, "optimizer steps between validation samples; 0 disables validation")
     num_samples: int = option(2, "videos per validation round (one per seed)")
@@ -125,17 +147,24 @@ class ValidationConfig:
                               factory=list)
     class_labels: list[int] = option(help="class-conditional models: the class of each sample (cycled)", factory=list)
     prompts: list[str] = option(help="text-conditional models: the prompt of each sample (cycled)", factory=list)
-    num_steps: int = option(50, "DDIM steps per validation sample")
-    guidance_scale: float = option(1.0, "classifier-free guidance scale for class/text models (1.0 = no guidance)")
+    sampler: str = option("ddim", "sampler of the validation videos (as `latte sample --sampler`)")
+    steps: int = option(50, "sampling steps per validation video (as `latte sample --steps`)")
+    cfg_scale: float = option(1.0, "classifier-free guidance scale for class/text models, 1.0 = none (as `latte sample --cfg-scale`)")
     fps: int = option(8, "frame rate of the written mp4/GIF files")
 
     def validate(self) -> None:
-        if self.every < 0 or self.num_samples < 1 or self.num_steps < 1:
-            raise ConfigError("validation: every must be >= 0, num_samples and num_steps >= 1")
+        if self.every < 0 or self.num_samples < 1 or self.steps < 1:
+            raise ConfigError("validation: every must be >= 0, num_samples and steps >= 1")
         if self.seeds and len(self.seeds) != self.num_samples:
             raise ConfigError(f"validation.seeds: expected {self.num_samples} seeds (num_samples), got {len(self.seeds)}")
-        if self.guidance_scale < 1.0:
-            raise ConfigError(f"validation.guidance_scale: must be >= 1.0, got {self.guidance_scale}")
+        if self.cfg_scale < 1.0:
+            raise ConfigError(f"validation.cfg_scale: must be >= 1.0, got {self.cfg_scale}")
+        from latte.sampling.samplers import check_sampler
+
+        try:
+            check_sampler(self.sampler)
+        except ValueError as e:
+            raise ConfigError(f"validation.sampler: {e}") from None
 
 
 @dataclasses.dataclass
