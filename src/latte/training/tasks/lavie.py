@@ -45,7 +45,8 @@ from latte.training.randomness import mix_seed, per_sample_draws
 from latte.training.tasks.latte import LatteTask
 from latte.training.tasks.lavie_objectives import interpolation_inputs, super_resolution_inputs
 
-__all__ = ["LavieConfig", "LavieRunConfig", "LavieTask", "load_lavie_run_config", "is_lavie_config", "STAGES"]
+__all__ = ["LavieConfig", "LavieRunConfig", "LavieTask", "train_lavie", "load_lavie_run_config", "is_lavie_config",
+           "STAGES"]
 
 STAGES = ("base", "interp", "vsr")
 _DRAW_EXTRA = 2  # key of the per-sample generator for stage-specific draws (1 = VAE posterior samples)
@@ -371,3 +372,15 @@ class LavieTask(LatteTask):
 
     def pipeline(self, model: nn.Module):
         raise NotImplementedError("LaVie stages sample through the cascade pipeline (latte cascade)")
+
+
+def train_lavie(config: LavieRunConfig, dataset=None, resume: Optional[str] = None, device: Optional[str] = None,
+                on_step_end=None, progress: bool = True):
+    """Train the LaVie stage ``config`` describes on the engine (``latte train`` on a config with ``lavie:``).
+
+    ``dataset``: any map-style dataset of dicts (``video (3, F, H, W)`` in [-1, 1] or, base/interp,
+    ``latents (C, F, h, w)``; ``caption``; ``index``); None builds it from ``config.data``."""
+    from latte.training.engine import run
+
+    return run(LavieTask(config, dataset), config.train, resume=resume, device=device, on_step_end=on_step_end,
+               progress=progress, wandb=config.wandb)
