@@ -216,9 +216,8 @@ def init_from_unet2d(unet2d: Union[str, Path, StateDict], config: Union[UNet3DCo
     unexpected = sorted(set(sd2d) - spatial)
     if missing or unexpected:
         parts = [f"{what} key(s) {keys[:8]}{' ...' if len(keys) > 8 else ''}"
-                 for what, keys in (("spatial", missing), ("unexpected", unexpected)) if keys]
-        raise CheckpointError(f"{source}: does not match the U-Net's spatial layers: "
-                              f"{'; '.join(parts).replace('spatial key', 'missing spatial key')}")
+                 for what, keys in (("missing spatial", missing), ("unexpected", unexpected)) if keys]
+        raise CheckpointError(f"{source}: does not match the U-Net's spatial layers: {'; '.join(parts)}")
     new = {}
     for key in spatial:
         value, target = sd2d[key], own[key]

@@ -10,11 +10,11 @@ see frames as batch items. Frame-spanning GroupNorms (ResBlocks, output norm), t
 attention regroup it. Transformer tokens are ``(B·F, H·W, C)`` (spatial) or ``(B·H·W, F, C)`` (temporal).
 
 Per level (down i, mid, up i), as the official code:
-    down:  [ResBlock → Transformer3D?] × layers_per_block → Downsample (not the last level) → TemporalModule?
-    mid:   ResBlock → Transformer3D → ResBlock → TemporalModule?
-    up:    [concat skip → ResBlock → Transformer3D?] × (layers_per_block+1) → Upsample (not last) → TemporalModule?
-Skips: the conv_in output, every down ResBlock/transformer output and every downsampler output (not the temporal
-modules'), consumed last-in first-out.
+    down:  [ResBlock → Transformer3D?] × layers_per_block → Downsample (not the last level) → Temporal?
+    mid:   ResBlock → Transformer3D → ResBlock → Temporal?
+    up:    [concat skip → ResBlock → Transformer3D?] × (layers_per_block+1) → Upsample (not last) → Temporal?
+(Temporal? = the VSR temporal module.) Skips: the conv_in output, every down ResBlock/transformer output and every
+downsampler output (not the temporal modules'), consumed last-in first-out.
 
 Joint image-video input (``num_images`` > 0): the last ``num_images`` frames are independent images. Every
 per-frame layer runs on them as on video frames; what mixes frames skips them: temporal attention, temporal
@@ -98,12 +98,14 @@ def frame_group_norm(norm: nn.GroupNorm, x: torch.Tensor, ctx: UNetContext) -> t
     (the official 5-D GroupNorm) and over each image frame on its own."""
     bf, c, h, w = x.shape
     f, fv = ctx.frames, ctx.num_video
+    if fv == f:
+        return norm(x.view(bf // f, f, c, h, w).transpose(1, 2)).transpose(1, 2).reshape(bf, c, h, w)
     x5 = x.view(bf // f, f, c, h, w)
-    out = norm(x5[:, :fv].transpose(1, 2)).transpose(1, 2)  # (B, Fv, C, H, W)
-    if fv < f:
-        images = norm(x5[:, fv:].reshape(-1, c, h, w)).view(bf // f, f - fv, c, h, w)
-        out = torch.cat([out, images], dim=1)
-    return out.reshape(bf, c, h, w)
+    images = norm(x5[:, fv:].reshape(-1, c, h, w)).view(bf // f, f - fv, c, h, w)
+    if fv == 0:
+        return images.reshape(bf, c, h, w)
+    video = norm(x5[:, :fv].transpose(1, 2)).transpose(1, 2)  # (B, Fv, C, H, W)
+    return torch.cat([video, images], dim=1).reshape(bf, c, h, w)
 
 
 def per_frame_temb(proj: nn.Linear, ctx: UNetContext) -> torch.Tensor:
@@ -151,6 +153,8 @@ class TemporalResBlock(nn.Module):
     def forward(self, x: torch.Tensor, ctx: UNetContext) -> torch.Tensor:
         bf, c, h, w = x.shape
         f, fv = ctx.frames, ctx.num_video
+        if fv == 0:
+            return x
         x5 = x.view(bf // f, f, c, h, w)
         v = x5[:, :fv].transpose(1, 2)  # (B, C, Fv, H, W)
         hid = self.conv1(F.silu(self.norm1(v)))
@@ -178,6 +182,8 @@ class TemporalModule(nn.Module):
     def forward(self, x: torch.Tensor, ctx: UNetContext) -> torch.Tensor:
         if ctx.num_images == 0:
             return x + self.shift_conv(self.resblocks_3d_s(self.resblocks_3d_t(x, ctx), ctx))
+        if ctx.num_video == 0:
+            return x
         bf, c, h, w = x.shape
         b, f, fv = bf // ctx.frames, ctx.frames, ctx.num_video
         x5 = x.view(b, f, c, h, w)
@@ -340,6 +346,8 @@ class BasicTransformerBlock(nn.Module):
         """Residual temporal attention over the video frames; image frames pass unchanged."""
         bf, n, c = x.shape
         f, fv = ctx.frames, ctx.num_video
+        if fv == 0:
+            return x
         x4 = x.view(bf // f, f, n, c)
         video = x4[:, :fv].transpose(1, 2).reshape(-1, fv, c)  # (B·N, Fv, C)
         norm, attn = self._modules[self.temporal_norm_name], self._modules[self.temporal_name]
@@ -575,8 +583,8 @@ class UNet3D(nn.Module):
         b, c, f, h, w = sample.shape
         if c != cfg.in_channels:
             raise ValueError(f"sample has {c} channels (with low_res), the model expects {cfg.in_channels}")
-        if not 0 <= num_images < f:
-            raise ValueError(f"num_images ({num_images}) must be in [0, frames={f})")
+        if not 0 <= num_images <= f:
+            raise ValueError(f"num_images ({num_images}) must be in [0, frames={f}]")
         if encoder_hidden_states is None:
             raise ValueError("pass encoder_hidden_states, (B, L, D_text) text features")
 
@@ -587,7 +595,7 @@ class UNet3D(nn.Module):
             if class_labels is None:
                 raise ValueError("this U-Net is conditioned on a noise level: pass class_labels, (B,) integers")
             labels = torch.as_tensor(class_labels, device=sample.device).reshape(-1).expand(b)
-            if bool((labels > cfg.max_noise_level).any()):
+            if labels.device.type != "meta" and bool((labels > cfg.max_noise_level).any()):
                 raise ValueError(f"noise level (class_labels) must be <= {cfg.max_noise_level}, got "
                                  f"{labels.tolist()}")
             temb = temb + self.class_embedding(labels).to(temb.dtype)
