@@ -8,10 +8,11 @@ import yaml
 from latte.cli import main
 from latte.config import ConfigError, from_dict
 from latte.encoders import build_autoencoder
-from latte.encoders.vae_training import VAETrainConfig, moving_squares, psnr, train_vae
+from latte.encoders.vae_training import VAETrainConfig, moving_squares, pick_frames, psnr
+from latte.training.tasks.vae import train_vae
 
 TINY = {
-    "data": {"source": "squares", "num_videos": 24, "num_frames": 4, "size": 16, "holdout_videos": 4},
+    "data": {"source": "squares", "num_videos": 24, "num_frames": 4, "image_size": 16, "holdout_videos": 4},
     "vae": {"block_out_channels": [16, 16], "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 4,
             "mid_block_attention": False},
     "batch_size": 4, "frames_per_video": None, "lr": 3e-3, "recon_loss": "l1", "warmup_steps": 5, "log_every": 5, "scaling_sample_frames": 64,
@@ -39,7 +40,7 @@ def test_psnr_known_values():
 def test_cli_trains_improves_psnr_and_saves_loadable_vae(tmp_path):
     cfg_file = tmp_path / "vae.yaml"
     cfg_file.write_text(yaml.safe_dump({**TINY, "run_dir": str(tmp_path / "run")}))
-    assert main(["train-vae", str(cfg_file), "--no-progress", "--set", "steps=60", "--set", "ckpt_every=30"]) == 0
+    assert main(["train-vae", str(cfg_file), "--no-progress", "--set", "max_steps=60", "--set", "ckpt_every=30"]) == 0
     report = json.loads((tmp_path / "run" / "vae_report.json").read_text())
     assert report["steps"] == 60 and report["downsample_factor"] == 2
     assert report["psnr"] > report["psnr_before"] + 5, report
@@ -62,10 +63,10 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     from diffusers import AutoencoderKL
 
     data = moving_squares(12, 4, 16, seed=3)
-    straight = tiny_config(tmp_path / "a", steps=12, ckpt_every=6, lr_schedule="constant",
+    straight = tiny_config(tmp_path / "a", max_steps=12, ckpt_every=6, lr_schedule="constant",
                            data={**TINY["data"], "holdout_videos": 2})
     train_vae(straight, dataset=data, progress=False)
-    resumed = tiny_config(tmp_path / "b", steps=12, ckpt_every=6, lr_schedule="constant",
+    resumed = tiny_config(tmp_path / "b", max_steps=12, ckpt_every=6, lr_schedule="constant",
                           data={**TINY["data"], "holdout_videos": 2})
     report = train_vae(resumed, dataset=data, progress=False,
                        resume=tmp_path / "a" / "run" / "checkpoints" / "step_0000006")
@@ -75,19 +76,21 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
     with pytest.raises(ConfigError, match="vae.block_out_channels"):
-        other = tiny_config(tmp_path / "c", steps=12, vae={**TINY["vae"], "block_out_channels": [8, 8]})
+        other = tiny_config(tmp_path / "c", max_steps=12, vae={**TINY["vae"], "block_out_channels": [8, 8]})
         train_vae(other, dataset=data, progress=False, resume=tmp_path / "a" / "run")
 
 
 def test_config_errors_are_actionable(tmp_path):
-    with pytest.raises(ConfigError, match="perceptual"):
-        tiny_config(tmp_path, perceptual_weights="lpips.pth")
+    with pytest.raises(ConfigError, match="'steps' was renamed: use 'max_steps'"):
+        tiny_config(tmp_path, steps=5)
+    with pytest.raises(ConfigError, match="'grad_clip' was renamed: use 'clip_grad_norm'"):
+        tiny_config(tmp_path, grad_clip=1.0)
     with pytest.raises(ConfigError, match="norm_num_groups"):
         tiny_config(tmp_path, vae={**TINY["vae"], "norm_num_groups": 5})
     with pytest.raises(ConfigError, match="data.dataset: required"):
         tiny_config(tmp_path, data={"source": "dataset"})
-    with pytest.raises(ConfigError, match="data.size: only used when data.source is 'squares'"):
-        tiny_config(tmp_path, data={"source": "dataset", "dataset": {"kind": "synthetic"}, "size": 64})
+    with pytest.raises(ConfigError, match="data.image_size: only used when data.source is 'squares'"):
+        tiny_config(tmp_path, data={"source": "dataset", "dataset": {"kind": "synthetic"}, "image_size": 64})
     with pytest.raises(ConfigError, match="divisible by the downsample factor 4"):
         train_vae(tiny_config(tmp_path, vae={**TINY["vae"], "block_out_channels": [8, 8, 8]}),
                   dataset=moving_squares(6, 2, 18), progress=False)
@@ -96,7 +99,7 @@ def test_config_errors_are_actionable(tmp_path):
 def test_trains_on_a_latte_data_dataset(tmp_path):
     dataset = {"kind": "synthetic", "image_size": 16, "num_frames": 2, "hflip": False,
                "synthetic": {"num_videos": 6}}
-    cfg = tiny_config(tmp_path, steps=2, data={"source": "dataset", "dataset": dataset, "holdout_videos": 2},
+    cfg = tiny_config(tmp_path, max_steps=2, data={"source": "dataset", "dataset": dataset, "holdout_videos": 2},
                       scaling_sample_frames=4)
     report = train_vae(cfg, progress=False)
     assert report["steps"] == 2 and report["heldout_frames"] == 4
@@ -105,12 +108,10 @@ def test_trains_on_a_latte_data_dataset(tmp_path):
 
 
 def test_frames_per_video_draws_a_subset_of_each_video():
-    from latte.encoders.vae_training import _pick_frames
-
     frames = torch.arange(3 * 5, dtype=torch.float32).view(15, 1, 1, 1).expand(15, 3, 2, 2)
-    picked = _pick_frames(frames, videos=3, per_video=2, generator=torch.Generator().manual_seed(0))
+    picked = pick_frames(frames, videos=3, per_video=2, generator=torch.Generator().manual_seed(0))
     ids = picked[:, 0, 0, 0].long().view(3, 2)
     assert picked.shape == (6, 3, 2, 2)
     assert ((ids // 5) == torch.arange(3)[:, None]).all()  # two frames from each video
     assert (ids % 5 == ids[0] % 5).all() and ids[0, 0] != ids[0, 1]
-    assert _pick_frames(frames, 3, None, None) is frames
+    assert pick_frames(frames, 3, None, None) is frames

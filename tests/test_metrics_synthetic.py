@@ -10,10 +10,11 @@ from latte.config import from_dict
 from latte.metrics.frechet import frechet_distance_from_features
 from latte.metrics.synthetic import (ClassifierTrainConfig, attribute_accuracy, load_classifier, parse_caption,
                                      requested_attributes, save_classifier, synthetic_real_videos,
-                                     temporal_consistency, train_classifier)
+                                     temporal_consistency)
+from latte.training.tasks.classifier import train_classifier
 
 TINY = {"synthetic": {"shapes": ["circle", "square"], "colors": ["red", "blue"], "speeds": ["fast"]},
-        "num_frames": 8, "size": 24, "num_videos": 256, "val_videos": 64, "steps": 600, "batch_size": 16,
+        "num_frames": 8, "image_size": 24, "num_videos": 256, "val_videos": 64, "max_steps": 600, "batch_size": 16,
         "width": 8, "feature_dim": 32, "lr": 5e-3}
 
 

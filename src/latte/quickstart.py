@@ -87,7 +87,7 @@ class Quickstart:
         cfg["run_dir"] = str(self.paths["vae"])
         cfg["data"]["dataset"] = copy.deepcopy(self.data)
         if self.budget.vae_steps:
-            cfg["steps"] = self.budget.vae_steps
+            cfg["max_steps"] = self.budget.vae_steps
             cfg["ckpt_every"] = self.budget.vae_steps
         return cfg
 
@@ -95,9 +95,9 @@ class Quickstart:
         cfg = _load("classifier")
         synthetic = {k: v for k, v in self.data["synthetic"].items()
                      if k not in ("heldout", "num_videos", "heldout_videos")}  # the evaluator sees every combination
-        cfg.update(synthetic=synthetic, num_frames=self.data["num_frames"], size=self.data["image_size"])
+        cfg.update(synthetic=synthetic, num_frames=self.data["num_frames"], image_size=self.data["image_size"])
         if self.budget.classifier_steps:
-            cfg.update(steps=self.budget.classifier_steps, num_videos=self.budget.classifier_videos, val_videos=32)
+            cfg.update(max_steps=self.budget.classifier_steps, num_videos=self.budget.classifier_videos, val_videos=32)
         return cfg
 
     def run_config(self) -> dict:
@@ -146,7 +146,8 @@ class Quickstart:
 
     def stage_vae(self) -> dict:
         from latte.config import from_dict
-        from latte.encoders.vae_training import VAETrainConfig, train_vae
+        from latte.encoders.vae_training import VAETrainConfig
+        from latte.training.tasks.vae import train_vae
 
         data = self.vae_config()
         self._write_config("vae", data, "latte train-vae {config}")
@@ -157,7 +158,8 @@ class Quickstart:
 
     def stage_classifier(self) -> dict:
         from latte.config import from_dict
-        from latte.metrics.synthetic import ClassifierTrainConfig, save_classifier, train_classifier
+        from latte.metrics.synthetic import ClassifierTrainConfig, save_classifier
+        from latte.training.tasks.classifier import train_classifier
 
         data = self.classifier_config()
         command = f"latte train-classifier --config {{config}} --out {self.paths['classifier']}"

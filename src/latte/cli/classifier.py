@@ -11,7 +11,7 @@ def register(sub) -> None:
                                         "the classifier sees the generator's data (and data.num_frames, "
                                         "data.image_size)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key, e.g. --set steps=400 --set synthetic.pattern=digits")
+                   help="override a key, e.g. --set max_steps=400 --set synthetic.pattern=digits")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
@@ -22,7 +22,8 @@ def run(args) -> int:
     import yaml
 
     from latte.config import ConfigError, apply_overrides, from_dict
-    from latte.metrics.synthetic import ClassifierTrainConfig, save_classifier, train_classifier
+    from latte.metrics.synthetic import ClassifierTrainConfig, save_classifier
+    from latte.training.tasks.classifier import train_classifier
 
     data: dict = {}
     if args.config:
@@ -34,7 +35,7 @@ def run(args) -> int:
             raise ConfigError(f"{args.run_config}: data.kind is {section.get('kind')!r}, not 'synthetic'")
         data.setdefault("synthetic", section.get("synthetic") or {})
         data.setdefault("num_frames", section.get("num_frames", 16))
-        data.setdefault("size", section.get("image_size", 32))
+        data.setdefault("image_size", section.get("image_size", 32))
     apply_overrides(data, args.overrides)
     cfg = from_dict(ClassifierTrainConfig, data)
     model, metrics = train_classifier(cfg, progress=not args.no_progress)

@@ -9,7 +9,7 @@ def register(sub) -> None:
                     "scaling factor (1/std), report held-out PSNR and write RUN/vae and RUN/vae_report.json.")
     p.add_argument("config", help="YAML file of a VAETrainConfig (see configs/vae/tiny_shapes.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set steps=200 --set data.size=64 (repeatable)")
+                   help="override a config key, e.g. --set max_steps=200 --set data.image_size=64 (repeatable)")
     p.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
                    help="continue from the latest checkpoint of the run dir, or from PATH (a run dir or a "
                         "checkpoints/step_XXXXXXX dir)")
@@ -21,7 +21,8 @@ def run(args) -> int:
     import json
 
     from latte.config import load_yaml
-    from latte.encoders.vae_training import VAETrainConfig, train_vae
+    from latte.encoders.vae_training import VAETrainConfig
+    from latte.training.tasks.vae import train_vae
 
     cfg = load_yaml(args.config, VAETrainConfig, args.overrides)
     resume = None if args.resume is None else (args.resume or cfg.run_dir)

@@ -1,4 +1,5 @@
-"""``latte train-vae``: train a small diffusers ``AutoencoderKL`` on the frames of a video dataset.
+"""``latte train-vae``: the config, data and measurements of training a small diffusers ``AutoencoderKL`` on the
+frames of a video dataset (the loop is the training engine with :mod:`latte.training.tasks.vae`).
 
 Loss per step (frames of ``batch_size`` videos flattened into an image batch ``(B*F, 3, H, W)``)::
 
@@ -14,21 +15,16 @@ an uninterrupted one exactly.
 """
 from __future__ import annotations
 
-import json
-import math
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
 import torch
-import yaml
 
-from latte.config import ConfigError, from_dict, option, to_dict
+from latte.config import ConfigError, from_dict, option
 from latte.encoders.autoencoders import frames_of
 
-__all__ = ["VAEArchConfig", "VAEDataConfig", "VAETrainConfig", "train_vae", "build_vae", "moving_squares",
-           "psnr", "fit_scaling_factor"]
+__all__ = ["VAEArchConfig", "VAEDataConfig", "VAETrainConfig", "build_vae", "build_vae_dataset", "moving_squares",
+           "psnr", "reconstruction_psnr", "fit_scaling_factor", "pick_frames", "video_frames"]
 
 
 @dataclass
@@ -59,6 +55,8 @@ class VAEArchConfig:
 class VAEDataConfig:
     """Where training frames come from."""
 
+    RENAMED = {"size": "image_size"}
+
     source: Literal["squares", "dataset"] = option(
         "squares",
         "squares: built-in procedural moving coloured squares (no files); dataset: any `latte train` data "
@@ -67,7 +65,7 @@ class VAEDataConfig:
         None, "source 'dataset': the data section (same keys as `data:` of a `latte train` config)")
     num_videos: int = option(256, "source 'squares': number of clips generated")
     num_frames: int = option(8, "source 'squares': frames per clip")
-    size: int = option(32, "source 'squares': frame height and width in pixels")
+    image_size: int = option(32, "source 'squares': frame height and width in pixels")
     holdout_videos: int = option(
         16, "the last N videos of the dataset are never trained on; reconstruction PSNR is measured on them")
 
@@ -78,7 +76,7 @@ class VAEDataConfig:
             raise ConfigError("data.dataset: only used when data.source is 'dataset'")
         if self.source == "dataset":
             defaults = VAEDataConfig()
-            unused = [k for k in ("num_videos", "num_frames", "size") if getattr(self, k) != getattr(defaults, k)]
+            unused = [k for k in ("num_videos", "num_frames", "image_size") if getattr(self, k) != getattr(defaults, k)]
             if unused:
                 raise ConfigError(f"data.{unused[0]}: only used when data.source is 'squares'; set clip count, "
                                   "frames and size inside data.dataset instead")
@@ -90,12 +88,14 @@ class VAEDataConfig:
 class VAETrainConfig:
     """Config of ``latte train-vae``."""
 
+    RENAMED = {"steps": "max_steps", "grad_clip": "clip_grad_norm"}
+
     run_dir: str = option("runs/vae", "output directory: checkpoints/, tensorboard/, vae/, vae_report.json")
     seed: int = option(0, "seed of the weights init, batch order and posterior noise")
     device: Optional[str] = option(None, "torch device; null = cuda if available, else cpu")
     data: VAEDataConfig = option(factory=VAEDataConfig, help="training data")
     vae: VAEArchConfig = option(factory=VAEArchConfig, help="AutoencoderKL architecture")
-    steps: int = option(1000, "optimizer steps")
+    max_steps: int = option(1000, "optimizer steps")
     batch_size: int = option(32, "videos per step; their frames form the image batch")
     frames_per_video: Optional[int] = option(
         1, "frames drawn at random from each video per step (more, less correlated videos for the same "
@@ -107,26 +107,16 @@ class VAETrainConfig:
     weight_decay: float = option(0.0, "AdamW decoupled weight decay")
     recon_loss: Literal["l1", "l2"] = option("l2", "pixel reconstruction loss: mean absolute or squared error")
     kl_weight: float = option(1e-4, "weight of the KL term (KL averaged over latent elements)")
-    perceptual_weight: float = option(
-        0.0, "weight of a perceptual (LPIPS-style) term; needs `perceptual_weights` (not supported yet: > 0 "
-             "is an error)")
-    perceptual_weights: Optional[str] = option(
-        None, "path to perceptual-network weights; perceptual terms are not implemented in this version, so "
-              "setting it is an error rather than being ignored")
-    grad_clip: Optional[float] = option(1.0, "max global gradient norm; null disables clipping")
+    clip_grad_norm: Optional[float] = option(1.0, "max global gradient norm; null disables clipping")
     log_every: int = option(10, "log scalars to TensorBoard every N steps")
     ckpt_every: int = option(500, "write a resumable checkpoint every N steps (and at the end)")
     keep_last: int = option(2, "checkpoints kept (older ones are deleted)")
     scaling_sample_frames: int = option(512, "training frames encoded to fit the latent scaling factor 1/std")
 
     def validate(self) -> None:
-        if self.perceptual_weights is not None or self.perceptual_weight > 0:
-            raise ConfigError(
-                "perceptual_weight/perceptual_weights: a perceptual (LPIPS) term is not implemented in this "
-                "version of latte train-vae; remove these keys (reconstruction + KL is used)")
         if self.frames_per_video is not None and self.frames_per_video < 1:
             raise ConfigError(f"frames_per_video: must be >= 1 or null, got {self.frames_per_video}")
-        for key in ("steps", "batch_size", "log_every", "ckpt_every", "keep_last", "scaling_sample_frames"):
+        for key in ("max_steps", "batch_size", "log_every", "ckpt_every", "keep_last", "scaling_sample_frames"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {getattr(self, key)}")
 
@@ -160,9 +150,9 @@ def moving_squares(num_videos: int, num_frames: int, size: int, seed: int = 0) -
     return items
 
 
-def _build_dataset(cfg: VAEDataConfig, seed: int) -> Sequence[dict]:
+def build_vae_dataset(cfg: VAEDataConfig, seed: int) -> Sequence[dict]:
     if cfg.source == "squares":
-        return moving_squares(cfg.num_videos, cfg.num_frames, cfg.size, seed=seed)
+        return moving_squares(cfg.num_videos, cfg.num_frames, cfg.image_size, seed=seed)
     try:
         from latte.data import DataConfig, build_dataset
     except ImportError as e:
@@ -195,12 +185,12 @@ def psnr(reference: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _frames(dataset: Sequence[dict], indices: Sequence[int]) -> torch.Tensor:
+def video_frames(dataset: Sequence[dict], indices: Sequence[int]) -> torch.Tensor:
     videos = torch.stack([dataset[int(i)]["video"] for i in indices])
     return frames_of(videos)
 
 
-def _pick_frames(frames: torch.Tensor, videos: int, per_video: int | None, generator) -> torch.Tensor:
+def pick_frames(frames: torch.Tensor, videos: int, per_video: int | None, generator) -> torch.Tensor:
     """``(videos*F, 3, H, W)`` → ``(videos*per_video, 3, H, W)``: the same random frame positions per video."""
     total = frames.shape[0] // videos
     if per_video is None or per_video >= total:
@@ -215,7 +205,7 @@ def reconstruction_psnr(vae, dataset: Sequence[dict], indices: Sequence[int], de
     vae.eval()
     values = []
     for start in range(0, len(indices), max(1, chunk // 8)):
-        frames = _frames(dataset, indices[start:start + max(1, chunk // 8)]).to(device)
+        frames = video_frames(dataset, indices[start:start + max(1, chunk // 8)]).to(device)
         recon = vae.decode(vae.encode(frames).latent_dist.mode()).sample
         values.append(psnr(frames, recon).cpu())
     return float(torch.cat(values).mean())
@@ -231,149 +221,7 @@ def fit_scaling_factor(vae, dataset: Sequence[dict], indices: Sequence[int], max
     for i in indices:
         if count >= max_frames:
             break
-        frames = _frames(dataset, [i])[: max_frames - count].to(device)
+        frames = video_frames(dataset, [i])[: max_frames - count].to(device)
         latents.append(vae.encode(frames).latent_dist.sample(g).float().cpu())
         count += frames.shape[0]
     return float(1.0 / torch.cat(latents).std())
-
-
-# ----------------------------------------------------------------------------------------------- loop
-
-
-def _loss(vae, frames: torch.Tensor, cfg: VAETrainConfig, generator: torch.Generator) -> dict:
-    posterior = vae.encode(frames).latent_dist
-    recon = vae.decode(posterior.sample(generator)).sample
-    err = recon - frames
-    rec = err.abs().mean() if cfg.recon_loss == "l1" else err.pow(2).mean()
-    kl = posterior.kl().mean() / posterior.mean[0].numel()
-    return {"loss": rec + cfg.kl_weight * kl, "recon": rec.detach(), "kl": kl.detach()}
-
-
-def _save_checkpoint(run_dir: Path, step: int, vae, optimizer, cfg: VAETrainConfig, psnr_before) -> Path:
-    from latte.training.checkpoint import prune_checkpoints, write_checkpoint
-
-    def fill(tmp: Path) -> None:
-        vae.save_pretrained(tmp / "vae")
-        (tmp / "vae_train_config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        torch.save({"step": step, "optimizer": optimizer.state_dict(), "psnr_before": psnr_before},
-                   tmp / "train_state.pt")
-
-    path = write_checkpoint(run_dir / "checkpoints", step, fill)
-    prune_checkpoints(run_dir / "checkpoints", keep_last=cfg.keep_last, keep_every=None)
-    return path
-
-
-def _restore(resume: str | Path, vae, optimizer) -> tuple[int, float | None]:
-    """Load weights + optimizer from a checkpoint (or run dir); returns ``(step, psnr_before)``."""
-    from diffusers import AutoencoderKL
-    from latte.training.checkpoint import load_train_state, resolve_checkpoint
-
-    ckpt = resolve_checkpoint(resume)
-    saved = AutoencoderKL.from_pretrained(str(ckpt / "vae"), local_files_only=True, low_cpu_mem_usage=False)
-    mismatched = [k for k in ("block_out_channels", "layers_per_block", "latent_channels", "norm_num_groups")
-                  if list(_as_list(saved.config[k])) != list(_as_list(vae.config[k]))]
-    if mismatched:
-        raise ConfigError(f"--resume {ckpt}: the checkpoint's VAE differs from the config in "
-                          f"{', '.join('vae.' + k for k in mismatched)}")
-    vae.load_state_dict(saved.state_dict())
-    state = load_train_state(ckpt)
-    optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"]), state.get("psnr_before")
-
-
-def _as_list(value) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def train_vae(cfg: VAETrainConfig, dataset: Sequence[dict] | None = None, resume: str | Path | None = None,
-              progress: bool = True) -> dict:
-    """Train, fit the scaling factor, save ``RUN/vae``; returns the report (also in ``RUN/vae_report.json``).
-
-    ``dataset``: a map-style dataset (``len`` + ``[i]``) of dicts with ``video (3, F, H, W)`` in [-1, 1];
-    None builds it from ``cfg.data``. ``resume``: a run directory or checkpoint directory to continue from.
-    """
-    from torch.utils.tensorboard import SummaryWriter
-    from tqdm.auto import tqdm
-
-    from latte.training.checkpoint import remove_stale_tmp
-    from latte.training.randomness import mix_seed
-    from latte.training.schedules import learning_rate
-    from latte.training.signals import GracefulStop
-
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_tmp(run_dir / "checkpoints")
-    (run_dir / "vae_train_config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-
-    if dataset is None:
-        dataset = _build_dataset(cfg.data, cfg.seed)
-    n_train = len(dataset) - cfg.data.holdout_videos
-    if n_train < 1:
-        raise ConfigError(f"data.holdout_videos: {cfg.data.holdout_videos} leaves no training videos in a "
-                          f"dataset of {len(dataset)}")
-    heldout = list(range(n_train, len(dataset)))
-    height = int(dataset[0]["video"].shape[-2])
-    if height % cfg.vae.downsample_factor or dataset[0]["video"].shape[-1] % cfg.vae.downsample_factor:
-        raise ConfigError(f"vae.block_out_channels: frames of {tuple(dataset[0]['video'].shape[-2:])} are not "
-                          f"divisible by the downsample factor {cfg.vae.downsample_factor}")
-
-    torch.manual_seed(cfg.seed)
-    vae = build_vae(cfg.vae, sample_size=height).to(device)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if resume:
-        step, psnr_before = _restore(resume, vae, optimizer)
-    else:
-        step, psnr_before = 0, reconstruction_psnr(vae, dataset, heldout, device)
-
-    writer = SummaryWriter(str(run_dir / "tensorboard"))
-    started = time.time()
-    bar = tqdm(total=cfg.steps, initial=step, desc="train-vae", disable=not progress, dynamic_ncols=True)
-    try:
-        with GracefulStop() as stop:
-            while step < cfg.steps and not stop.requested:
-                vae.train()
-                lr = learning_rate(step, lr=cfg.lr, schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps,
-                                   max_steps=cfg.steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                batch_gen = torch.Generator().manual_seed(mix_seed(cfg.seed, step, 0))
-                indices = torch.randint(n_train, (cfg.batch_size,), generator=batch_gen).tolist()
-                frames = _pick_frames(_frames(dataset, indices), cfg.batch_size, cfg.frames_per_video,
-                                      batch_gen).to(device)
-                noise_gen = torch.Generator(device=device).manual_seed(mix_seed(cfg.seed, step, 1))
-                losses = _loss(vae, frames, cfg, noise_gen)
-                optimizer.zero_grad(set_to_none=True)
-                losses["loss"].backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(
-                    vae.parameters(), cfg.grad_clip if cfg.grad_clip is not None else math.inf)
-                optimizer.step()
-                step += 1
-                bar.update(1)
-                if step % cfg.log_every == 0 or step == cfg.steps:
-                    for key, value in losses.items():
-                        writer.add_scalar(f"train/{key}", value.item(), step)
-                    writer.add_scalar("train/lr", lr, step)
-                    writer.add_scalar("train/grad_norm", float(grad_norm), step)
-                    bar.set_postfix(loss=f"{losses['loss'].item():.4f}", recon=f"{losses['recon'].item():.4f}")
-                if step % cfg.ckpt_every == 0 or step == cfg.steps or stop.requested:
-                    _save_checkpoint(run_dir, step, vae, optimizer, cfg, psnr_before)
-    finally:
-        bar.close()
-    if step < cfg.steps:  # stopped by a signal: checkpoint written, no final artefacts
-        writer.close()
-        return {"stopped_at": step, "run_dir": str(run_dir)}
-
-    scaling = fit_scaling_factor(vae, dataset, list(range(n_train)), cfg.scaling_sample_frames, device,
-                                 seed=mix_seed(cfg.seed, 2))
-    vae.register_to_config(scaling_factor=scaling)
-    final_psnr = reconstruction_psnr(vae, dataset, heldout, device)
-    writer.add_scalar("eval/psnr", final_psnr, step)
-    writer.close()
-    vae.save_pretrained(str(run_dir / "vae"))
-    report = {"psnr": final_psnr, "psnr_before": psnr_before, "scaling_factor": scaling, "steps": step,
-              "heldout_frames": len(heldout) * int(dataset[0]["video"].shape[1]),
-              "downsample_factor": cfg.vae.downsample_factor, "latent_channels": cfg.vae.latent_channels,
-              "seconds": round(time.time() - started, 1), "vae_dir": str(run_dir / "vae")}
-    (run_dir / "vae_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report

@@ -1,6 +1,7 @@
 """Offline metrics for the built-in synthetic data (moving coloured shapes / digits, ``latte.data.synthetic``).
 
-A small 3D-conv classifier, trained in minutes on CPU (``latte train-classifier``), with one head per attribute
+A small 3D-conv classifier, trained in minutes on CPU (``latte train-classifier``, the training engine with
+:mod:`latte.training.tasks.classifier`), with one head per attribute
 (``shape`` or ``digit``, ``color``, ``direction``, ``speed``). It gives:
 
 * **synthetic FVD**: the Fréchet distance in its penultimate (``feature_dim``) space, reported beside the
@@ -16,7 +17,6 @@ the synthetic data spec and training metrics).
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,7 @@ from latte.config import ConfigError, option
 from latte.data.config import SyntheticConfig
 
 __all__ = ["ClassifierTrainConfig", "VideoAttributeClassifier", "ClassifierDetector", "build_classifier",
-           "train_classifier", "save_classifier", "load_classifier", "attribute_accuracy", "parse_caption",
+           "render_set", "head_accuracy", "to_float", "save_classifier", "load_classifier", "attribute_accuracy", "parse_caption",
            "temporal_consistency", "synthetic_real_videos"]
 
 
@@ -38,14 +38,16 @@ __all__ = ["ClassifierTrainConfig", "VideoAttributeClassifier", "ClassifierDetec
 class ClassifierTrainConfig:
     """``latte train-classifier`` settings."""
 
+    RENAMED = {"steps": "max_steps", "size": "image_size"}
+
     synthetic: SyntheticConfig = option(help="the synthetic data the classifier learns (use the same section as "
                                              "the generator's training run: data.synthetic)",
                                         factory=SyntheticConfig)
     num_frames: int = option(16, "frames per clip (the evaluation protocol's clip length)")
-    size: int = option(32, "frame side in pixels; evaluated videos are resized to it")
+    image_size: int = option(32, "frame side in pixels; evaluated videos are resized to it")
     num_videos: int = option(2048, "training clips rendered once before training")
     val_videos: int = option(256, "validation clips (the dataset's val split: unseen placements)")
-    steps: int = option(600, "optimizer steps")
+    max_steps: int = option(600, "optimizer steps")
     batch_size: int = option(16, "clips per step")
     lr: float = option(2e-3, "AdamW learning rate (cosine decay to 0)")
     weight_decay: float = option(1e-4, "AdamW weight decay")
@@ -56,7 +58,7 @@ class ClassifierTrainConfig:
     seed: int = option(0, "seed of weight init and batch order")
 
     def validate(self) -> None:
-        for key in ("num_frames", "size", "num_videos", "steps", "batch_size", "width", "feature_dim"):
+        for key in ("num_frames", "image_size", "num_videos", "max_steps", "batch_size", "width", "feature_dim"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.num_frames < 2:
@@ -111,15 +113,15 @@ class ClassifierDetector(nn.Module):
 
     @torch.no_grad()
     def forward(self, videos: torch.Tensor) -> torch.Tensor:
-        return self.classifier.features(_to_float(videos))
+        return self.classifier.features(to_float(videos))
 
     @torch.no_grad()
     def predict(self, videos: torch.Tensor) -> dict[str, torch.Tensor]:
         """Predicted value index per head, ``(B,)`` each."""
-        return {k: v.argmax(-1) for k, v in self.classifier(_to_float(videos)).items()}
+        return {k: v.argmax(-1) for k, v in self.classifier(to_float(videos)).items()}
 
 
-def _to_float(videos: torch.Tensor) -> torch.Tensor:
+def to_float(videos: torch.Tensor) -> torch.Tensor:
     return videos.float() / 127.5 - 1.0 if videos.dtype == torch.uint8 else videos.float()
 
 
@@ -133,19 +135,19 @@ def _heads_for(cfg: SyntheticConfig) -> dict[str, list[str]]:
 
 
 def build_classifier(cfg: ClassifierTrainConfig) -> VideoAttributeClassifier:
-    return VideoAttributeClassifier(_heads_for(cfg.synthetic), cfg.size, cfg.width, cfg.feature_dim)
+    return VideoAttributeClassifier(_heads_for(cfg.synthetic), cfg.image_size, cfg.width, cfg.feature_dim)
 
 
-def _render_set(cfg: ClassifierTrainConfig, num: int, split: str, desc: str,
+def render_set(cfg: ClassifierTrainConfig, num: int, split: str, desc: str,
                 progress: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """uint8 clips ``(N, 3, F, S, S)`` and label index tensors per head."""
     from tqdm.auto import tqdm
 
     from latte.data.synthetic import SyntheticDataset
 
-    data = SyntheticDataset(cfg.synthetic.spec(), num, cfg.num_frames, cfg.size, cfg.synthetic.seed, split)
+    data = SyntheticDataset(cfg.synthetic.spec(), num, cfg.num_frames, cfg.image_size, cfg.synthetic.seed, split)
     heads = _heads_for(cfg.synthetic)
-    videos = torch.empty(num, 3, cfg.num_frames, cfg.size, cfg.size, dtype=torch.uint8)
+    videos = torch.empty(num, 3, cfg.num_frames, cfg.image_size, cfg.image_size, dtype=torch.uint8)
     labels = {k: torch.empty(num, dtype=torch.long) for k in heads}
     for i in tqdm(range(num), desc=desc, disable=not progress, unit="clip"):
         videos[i] = torch.from_numpy(data.render(i)).permute(3, 0, 1, 2)
@@ -156,46 +158,15 @@ def _render_set(cfg: ClassifierTrainConfig, num: int, split: str, desc: str,
 
 
 @torch.no_grad()
-def _accuracy(model: VideoAttributeClassifier, videos: torch.Tensor, labels: dict[str, torch.Tensor],
+def head_accuracy(model: VideoAttributeClassifier, videos: torch.Tensor, labels: dict[str, torch.Tensor],
               batch_size: int = 64) -> dict[str, float]:
     model.eval()
     correct = {k: 0 for k in labels}
     for i in range(0, len(videos), batch_size):
-        logits = model(_to_float(videos[i:i + batch_size]))
+        logits = model(to_float(videos[i:i + batch_size]))
         for k in labels:
             correct[k] += int((logits[k].argmax(-1) == labels[k][i:i + batch_size]).sum())
     return {k: c / len(videos) for k, c in correct.items()}
-
-
-def train_classifier(cfg: ClassifierTrainConfig, progress: bool = True) -> tuple[VideoAttributeClassifier, dict]:
-    """Render the data, train with AdamW + cosine decay; returns the model and ``{train_loss, val_accuracy}``."""
-    from tqdm.auto import tqdm
-
-    torch.manual_seed(cfg.seed)
-    model = build_classifier(cfg)
-    train_x, train_y = _render_set(cfg, cfg.num_videos, "train", "render train clips", progress)
-    val_x, val_y = _render_set(cfg, cfg.val_videos, "val", "render val clips", progress)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    bar = tqdm(range(cfg.steps), desc="train classifier", disable=not progress)
-    loss_avg = float("nan")
-    for _ in bar:
-        model.train()
-        idx = torch.randint(0, len(train_x), (cfg.batch_size,), generator=gen)
-        x = _to_float(train_x[idx])
-        x = x + cfg.noise_std * torch.randn(x.shape, generator=gen)
-        logits = model(x)
-        loss = sum(F.cross_entropy(logits[k], train_y[k][idx]) for k in logits)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        value = loss.item()
-        loss_avg = value if math.isnan(loss_avg) else 0.95 * loss_avg + 0.05 * value
-        bar.set_postfix(loss=f"{loss_avg:.3f}")
-    metrics = {"train_loss": loss_avg, "val_accuracy": _accuracy(model, val_x, val_y)}
-    return model.eval(), metrics
 
 
 def save_classifier(model: VideoAttributeClassifier, cfg: ClassifierTrainConfig, metrics: dict,
@@ -228,7 +199,11 @@ def load_classifier(path: str | Path) -> tuple[ClassifierDetector, dict]:
         raise FileNotFoundError(f"{folder}: expected classifier.json and classifier.safetensors (train one with "
                                 f"`latte train-classifier --out {folder}`)")
     meta = json.loads(meta_path.read_text())
-    meta["train_config_obj"] = from_dict(ClassifierTrainConfig, meta["train_config"])
+    saved = dict(meta["train_config"])
+    for old, new in ClassifierTrainConfig.RENAMED.items():  # files written before the keys were renamed
+        if old in saved:
+            saved[new] = saved.pop(old)
+    meta["train_config_obj"] = from_dict(ClassifierTrainConfig, saved)
     model = VideoAttributeClassifier(meta["heads"], meta["size"], meta["width"], meta["feature_dim"])
     load_state_dict_exact(model, load_file(str(weights)), str(weights))
     identity = {"network": "synthetic_classifier", "path": str(folder), "sha256": file_sha256(weights)}
@@ -308,4 +283,4 @@ def synthetic_real_videos(cfg: ClassifierTrainConfig, num: int, num_frames: int,
 
     cfg = replace(cfg, num_frames=num_frames,
                   synthetic=replace(cfg.synthetic, seed=cfg.synthetic.seed + seed_offset))
-    return _render_set(cfg, num, "val", "render real clips", progress)[0]
+    return render_set(cfg, num, "val", "render real clips", progress)[0]

@@ -40,7 +40,6 @@ from latte.training.distributed import (all_gather_objects, all_reduce_mean, bar
 from latte.training.ema import create_ema, update_ema
 from latte.training.guard import NonFiniteError, NonFiniteGuard
 from latte.training.randomness import capture_rng_state, restore_rng_state, seed_everything
-from latte.training.schedules import learning_rate
 from latte.training.signals import GracefulStop
 from latte.training.trainable import apply_trainable
 
@@ -213,8 +212,7 @@ class Engine:
         scalars = dict(zip(names, reduced[:-1]))
         loss = scalars["loss"]
         norm = float(grad_norm)
-        lr = learning_rate(self.step, lr=tc.lr, schedule=tc.lr_schedule, warmup_steps=tc.warmup_steps,
-                           max_steps=tc.max_steps, min_lr=tc.min_lr)
+        lr = self.task.learning_rate(self.step, tc)
         # fp16: an overflowing gradient is the loss scaler's business (it skips and lowers the scale);
         # only a non-finite loss counts against max_nonfinite there.
         overflow = self.scaler is not None and math.isfinite(loss) and not math.isfinite(norm)

@@ -5,6 +5,7 @@ A task is a small object; the engine calls (``Task`` below lists them, :class:`T
 * ``build_model(device, resuming) -> nn.Module`` — the model from its config section (``resuming``: weights
   come from the checkpoint, so skip ``init_from``); messages for the user go into ``self.messages``;
 * ``setup(engine)`` — after the model (and EMA) exist: build what the loss needs (diffusion, encoders);
+* ``learning_rate(step, train)`` — the lr of a step (default: ``train.lr_schedule``);
 * ``blocks(model) -> list[nn.Module]`` — the repeated blocks: FSDP2 shards each one;
 * ``lora_targets`` — default module-name patterns that ``train.trainable: lora`` adapts;
 * ``dataset(engine) -> Dataset`` of dicts with an ``index`` — read in the engine's seeded, sharded,
@@ -28,6 +29,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from latte.training.schedules import learning_rate
+
 __all__ = ["Task", "TaskBase"]
 
 
@@ -41,6 +44,7 @@ class Task(Protocol):
 
     def build_model(self, device: torch.device, resuming: bool) -> nn.Module: ...
     def setup(self, engine) -> None: ...
+    def learning_rate(self, step: int, train) -> float: ...
     def blocks(self, model: nn.Module) -> list[nn.Module]: ...
     def dataset(self, engine): ...
     def loss(self, model: nn.Module, batch: Any, ctx) -> dict[str, torch.Tensor]: ...
@@ -71,6 +75,11 @@ class TaskBase:
 
     def setup(self, engine) -> None:
         pass
+
+    def learning_rate(self, step: int, train) -> float:
+        """The learning rate of optimizer step ``step`` (``train``: the TrainConfig): ``train.lr_schedule``."""
+        return learning_rate(step, lr=train.lr, schedule=train.lr_schedule, warmup_steps=train.warmup_steps,
+                             max_steps=train.max_steps, min_lr=train.min_lr)
 
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         return []
