@@ -102,17 +102,18 @@ def test_loss_decreases(tmp_path, stage):
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_interrupt_then_resume_is_bit_identical(tmp_path, stage):
-    reference = train_lavie(build(lavie_config(stage, tmp_path / "ref")), dataset=lavie_dataset(stage),
-                            device="cpu", progress=False)
+    reference = train_lavie(build(lavie_config(stage, tmp_path / "ref", ckpt_every=100)),
+                            dataset=lavie_dataset(stage), device="cpu", progress=False)
 
     def interrupt(engine):
         if engine.step == 1:
-            os.kill(os.getpid(), signal.SIGTERM)  # the engine stops after this step with a checkpoint
+            os.kill(os.getpid(), signal.SIGTERM)  # the engine stops at its next check, with a checkpoint
 
-    config = lavie_config(stage, tmp_path / "run")
+    config = lavie_config(stage, tmp_path / "run", ckpt_every=100)
     stopped = train_lavie(build(config), dataset=lavie_dataset(stage), device="cpu", progress=False,
                           on_step_end=interrupt)
-    assert (stopped.step, stopped.stopped_by) == (1, "SIGTERM")
+    assert stopped.stopped_by == "SIGTERM" and 1 <= stopped.step < 4
+    assert stopped.last_checkpoint.name == f"step_{stopped.step:07d}"
     resumed = train_lavie(build(config), dataset=lavie_dataset(stage), device="cpu", progress=False,
                           resume=str(tmp_path / "run"))
     assert resumed.step == 4
@@ -127,11 +128,13 @@ def test_two_processes_equal_single_process_accumulation(tmp_path, stage, strate
                          dataset=lavie_dataset(stage), device="cpu", progress=False)
     config = lavie_config(stage, tmp_path / strategy, batch_size=2, distributed=strategy, **steps)
     mp.spawn(distributed_worker, args=(2, _free_port(), config, stage), nprocs=2, join=True)
+    # A wrong sample, timestep or noise moves a weight by ~lr (1e-3: Adam's first steps are ~lr * sign(grad));
+    # float reduction order (conv backward at batch 2 vs 4, gloo all-reduce) by ~1e-5 at most.
     for which in ("model", "ema"):
         a, b = state_of(single.last_checkpoint, which), state_of(tmp_path / strategy / "checkpoints" / "step_0000002",
                                                                  which)
-        for k in a:
-            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=2e-6, msg=f"{stage} {which} {k}")
+        worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+        assert a.keys() == b.keys() and worst < 5e-5, (stage, which, worst)
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -291,3 +294,23 @@ def test_config_errors_name_the_key():
         build(data)
     with pytest.raises(ConfigError, match="train.num_images"):
         build({**lavie_config("interp", "x"), "train": {"num_images": 2}, "data": {"num_frames": 5}})
+
+
+def test_interp_trains_from_the_latent_cache(tmp_path):
+    """Base and interp latents can come from `latte cache` (same data and autoencoder sections)."""
+    from latte.data.cache import CacheConfig, build_cache
+    from latte.encoders import build_autoencoder
+
+    data = {"kind": "synthetic", "image_size": 8, "num_frames": 5, "cache_dir": str(tmp_path / "cache"),
+            "synthetic": {"num_videos": 8}}
+    cache = from_dict(CacheConfig, {"data": data, "autoencoder": {"kind": "identity"},
+                                    "cache": {"num_workers": 0, "dtype": "float32", "views": 1,
+                                              "text_features": False}})
+    build_cache(cache, build_autoencoder(cache.autoencoder), None, progress=False)
+    config = lavie_config("interp", tmp_path / "run", max_steps=2, use_cache=True)
+    config["data"] = data
+    config["unet"].update(in_channels=6, out_channels=3)  # RGB "latents" of the identity autoencoder
+    seen = []
+    train_lavie(build(config), device="cpu", progress=False,
+                on_step_end=lambda engine: seen.append(engine.last_stats["loss"]))
+    assert len(seen) == 2 and all(torch.isfinite(torch.tensor(seen)))

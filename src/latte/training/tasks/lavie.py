@@ -38,6 +38,7 @@ from latte.config import ConfigError, from_dict, load_yaml, option, to_dict
 from latte.data.transforms import DOWNSAMPLE_KERNELS, downsample, interpolation_condition, random_crop_offsets
 from latte.diffusion import DiffusionConfig, noise_augmentation
 from latte.diffusion.gaussian import GaussianDiffusion, beta_schedule, mean_flat
+from latte.io import load_state_dict_strict, read_state_dict
 from latte.models.config import UNet3DConfig
 from latte.training.config import (AutoencoderConfig, DataConfig, TextEncoderConfig, TrainConfig,
                                    ValidationConfig, WandbConfig)
@@ -155,6 +156,31 @@ class LavieRunConfig:
                               "trains; keep one")
 
 
+def init_source(path) -> str:
+    """What ``train.init_from`` holds: ``"unet2d"`` (a diffusers 2-D U-Net folder or weights without temporal
+    layers) or ``"unet3d"`` (a released LaVie checkpoint or one of our U-Net folders)."""
+    from latte.models.unet3d import is_temporal_key
+
+    path = Path(path).expanduser()
+    if path.is_dir():
+        if any((path / f"diffusion_pytorch_model.{ext}").is_file() for ext in ("safetensors", "bin")):
+            return "unet2d"
+        if (path / "model.safetensors").is_file():
+            return "unet3d"
+        raise ConfigError(f"train.init_from: {path} holds neither a diffusers U-Net (diffusion_pytorch_model."
+                          "safetensors) nor one of our U-Nets (model.safetensors)")
+    if not path.is_file():
+        raise ConfigError(f"train.init_from: {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            keys = list(f.keys())
+    else:
+        keys = list(read_state_dict(path))
+    return "unet3d" if any(is_temporal_key(k) for k in keys) else "unet2d"
+
+
 def is_lavie_config(data: dict) -> bool:
     """Whether parsed YAML is a LaVie run config (it has a ``lavie:`` section)."""
     return isinstance(data, dict) and "lavie" in data
@@ -189,36 +215,31 @@ class LavieTask(LatteTask):
         self.device = device
         cfg, lv = self.config, self.config.lavie
         init = cfg.train.init_from
-        from_2d = False
+        source = init_source(init) if init else None
         if init and not resuming:
-            model, from_2d = self._init_model(init)
+            model = self._init_model(Path(init).expanduser(), source)
         else:
             model = UNet3D(cfg.unet)
-        temporal_only = lv.temporal_only if lv.temporal_only is not None else (self.stage == "vsr" and from_2d)
+        # decided from the config alone, so a resumed run trains the same parameters
+        temporal_only = lv.temporal_only if lv.temporal_only is not None else (
+            self.stage == "vsr" and source == "unet2d")
         if temporal_only and cfg.train.trainable == "all":
             cfg.train.trainable = ["*temp*"]  # read by the engine right after build_model
         return model
 
-    def _init_model(self, init: str) -> tuple[nn.Module, bool]:
-        """The U-Net from ``train.init_from``; returns ``(model, whether it came from a 2-D U-Net)``."""
+    def _init_model(self, path: Path, source: str) -> nn.Module:
+        """The U-Net initialised from ``train.init_from`` (see the module docstring)."""
         from latte.interop.lavie import init_from_unet2d
-        from latte.interop.official import _strict_fill, read_state_dict
-        from latte.models.unet3d import UNet3D, is_temporal_key
+        from latte.models.unet3d import UNet3D
 
-        path = Path(init).expanduser()
-        if path.is_dir() and (path / "diffusion_pytorch_model.safetensors").is_file() or \
-                path.is_dir() and (path / "diffusion_pytorch_model.bin").is_file():
-            self.messages.append(f"init_from {path}: diffusers 2-D U-Net inflated to the {self.stage} stage "
+        if source == "unet2d":
+            self.messages.append(f"init_from {path}: 2-D U-Net weights inflated to the {self.stage} stage "
                                  "(temporal layers at the official initialisation)")
-            return init_from_unet2d(path, self.config.unet), True
-        state = read_state_dict(path / "model.safetensors" if path.is_dir() else path)
-        if not any(is_temporal_key(k) for k in state):
-            self.messages.append(f"init_from {path}: 2-D U-Net weights inflated to the {self.stage} stage")
-            return init_from_unet2d(state, self.config.unet), True
+            return init_from_unet2d(path if path.is_dir() else read_state_dict(path), self.config.unet)
         model = UNet3D(self.config.unet)
-        _strict_fill(model, state, [], str(path))
+        load_state_dict_strict(model, read_state_dict(path), str(path))
         self.messages.append(f"init_from {path}: every U-Net weight loaded (strict)")
-        return model, False
+        return model
 
     def setup(self, engine) -> None:
         d = self.config.diffusion
