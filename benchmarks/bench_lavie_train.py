@@ -10,7 +10,8 @@ baselines on held-out clips (PSNR, dB, over pixels in [-1, 1] with peak-to-peak 
         [--checkpoint-interp RUN/checkpoints/step_N] [--checkpoint-vsr ...] [--out result.json]
 
 One thread (``torch.set_num_threads(1)``); reports process CPU seconds (robust on a shared machine) and wall
-seconds. Sampling: DDIM (eta 0) with ``--sample-steps`` steps from fixed seeds; VSR at noise level
+seconds. Model outputs: a DDIM sample (eta 0, ``--sample-steps`` steps, fixed seeds) and the one-step estimate
+(the x0 prediction from pure noise at t = T-1, i.e. the model's conditional mean); VSR at noise level
 ``--noise-level`` (within the trained range).
 """
 from __future__ import annotations
@@ -62,6 +63,18 @@ def ddim(config, sample_steps: int):
                             diffusion_steps=d.diffusion_steps, prediction_type=d.prediction_type)
 
 
+def one_step(config, model_fn, noise: torch.Tensor) -> torch.Tensor:
+    """The model's x0 estimate from pure noise at the last timestep (DDIM with a single step from t = T-1):
+    its estimate of the conditional mean, the PSNR-optimal output."""
+    from latte.diffusion.gaussian import GaussianDiffusion, beta_schedule
+
+    d = config.diffusion
+    process = GaussianDiffusion(beta_schedule(d.noise_schedule, d.diffusion_steps), learn_sigma=False,
+                                prediction_type=d.prediction_type)
+    t = torch.full((noise.shape[0],), d.diffusion_steps - 1, dtype=torch.long)
+    return process.xstart_from_prediction(noise, t, model_fn(noise, t))
+
+
 def load_ema(checkpoint: Path):
     from latte.models.unet3d import UNet3D
 
@@ -81,8 +94,10 @@ def eval_interp(config, checkpoint, clips: int, sample_steps: int, seed: int = 0
     text = torch.zeros(clips, 1, config.unet.cross_attention_dim)
     process = ddim(config, sample_steps)
     noise = torch.randn(cond.shape, generator=torch.Generator().manual_seed(seed))
-    latents = process.ddim_sample_loop(lambda x, t: unet(torch.cat([x, cond], 1), t, text), cond.shape, noise=noise)
+    model_fn = lambda x, t: unet(torch.cat([x, cond], 1), t, text)  # noqa: E731
+    latents = process.ddim_sample_loop(model_fn, cond.shape, noise=noise)
     out = ae.decode(latents).clamp(-1, 1)
+    single = ae.decode(one_step(config, model_fn, noise)).clamp(-1, 1)
 
     frames = video.shape[2]
     base = video[:, :, ::k]
@@ -94,6 +109,7 @@ def eval_interp(config, checkpoint, clips: int, sample_steps: int, seed: int = 0
     repeat = interpolation_condition(video, k)
     mid = [j for j in range(frames) if j % k]
     return {"model_psnr_inbetween": psnr(out[:, :, mid], video[:, :, mid]),
+            "model_1step_psnr_inbetween": psnr(single[:, :, mid], video[:, :, mid]),
             "linear_blend_psnr_inbetween": psnr(blend[:, :, mid], video[:, :, mid]),
             "repeat_condition_psnr_inbetween": psnr(repeat[:, :, mid], video[:, :, mid]),
             "model_psnr_all_frames": psnr(out, video), "clips": clips, "frames": frames,
@@ -118,14 +134,16 @@ def eval_vsr(config, checkpoint, clips: int, sample_steps: int, noise_level: int
     shape = (clips, config.unet.out_channels, *low.shape[2:])
     process = ddim(config, sample_steps)
     noise = torch.randn(shape, generator=g)
-    latents = process.ddim_sample_loop(lambda x, t: unet(x, t, text, low_res=low_aug, class_labels=level), shape,
-                                       noise=noise)
+    model_fn = lambda x, t: unet(x, t, text, low_res=low_aug, class_labels=level)  # noqa: E731
+    latents = process.ddim_sample_loop(model_fn, shape, noise=noise)
     out = ae.decode(latents).clamp(-1, 1)
+    single = ae.decode(one_step(config, model_fn, noise)).clamp(-1, 1)
     n, c, f, h, w = low.shape
     flat = low.transpose(1, 2).reshape(n * f, c, h, w)
     bicubic = F.interpolate(flat, scale_factor=s, mode="bicubic", align_corners=False)
     bicubic = bicubic.reshape(n, f, c, h * s, w * s).transpose(1, 2).clamp(-1, 1)
-    return {"model_psnr": psnr(out, video), "bicubic_psnr": psnr(bicubic, video), "clips": clips,
+    return {"model_psnr": psnr(out, video), "model_1step_psnr": psnr(single, video),
+            "bicubic_psnr": psnr(bicubic, video), "clips": clips,
             "frames": f, "low_res": h, "high_res": h * s, "noise_level": noise_level, "sample_steps": sample_steps}
 
 
