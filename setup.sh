@@ -18,5 +18,5 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   fi
   $PIP install -q "$spec"
 fi
-$PIP install -q -e ".[dev]"
+$PIP install -q -e ".[dev,demo]"
 .venv/bin/latte --version

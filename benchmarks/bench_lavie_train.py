@@ -1,9 +1,9 @@
 """Do the tiny LaVie cascade stages learn their job? Train them on CPU on synthetic clips, compare with the classic
 baselines on held-out clips (PSNR, dB, over pixels in [-1, 1] with peak-to-peak 2):
 
-* interpolation (``configs/lavie/tiny_interp.yaml``: x4, 3 base frames -> 9 frames of 16x16): the model's
+* interpolation (shipped config ``lavie/tiny_interp``: x4, 3 base frames -> 9 frames of 16x16): the model's
   in-between frames vs linear blending of the two surrounding base frames (and vs repeating the condition);
-* super-resolution (``configs/lavie/tiny_vsr.yaml``: 8x8 -> 32x32, area-downsampled inputs): the model vs
+* super-resolution (shipped config ``lavie/tiny_vsr``: 8x8 -> 32x32, area-downsampled inputs): the model vs
   bicubic upsampling.
 
     python benchmarks/bench_lavie_train.py [--stages interp vsr] [--steps 400] [--clips 32] [--sample-steps 25]
@@ -27,7 +27,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -41,7 +40,7 @@ def train_stage(name: str, steps: int, run_dir: Path):
 
     overrides = [f"train.max_steps={steps}", f"train.run_dir={run_dir}", f"train.ckpt_every={steps}",
                  f"train.warmup_steps={min(50, steps // 10)}", f"train.log_every={max(1, steps // 8)}"]
-    config = load_lavie_run_config(ROOT / "configs" / "lavie" / f"tiny_{name}.yaml", overrides)
+    config = load_lavie_run_config(f"lavie/tiny_{name}", overrides)
     cpu, wall = time.process_time(), time.perf_counter()
     result = train_lavie(config, device="cpu", progress=False)
     return config, result.last_checkpoint, time.process_time() - cpu, time.perf_counter() - wall

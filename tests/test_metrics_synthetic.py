@@ -109,3 +109,16 @@ def test_eval_cli_on_sample_folders(classifier_dir, tmp_path, capsys):
     assert result["settings"]["num_fake"] == 40 and result["settings"]["seed"] == 0
     assert result["detectors"]["classifier"]["sha256"] and result["synthetic_real"][0]["clips"] == 40
     assert "synthetic_fvd_real_baseline" in capsys.readouterr().out
+
+
+def test_classifiers_saved_with_the_old_key_names_still_load(classifier_dir, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(classifier_dir, old)
+    meta = json.loads((old / "classifier.json").read_text())
+    cfg = meta["train_config"]
+    cfg["size"], cfg["steps"] = cfg.pop("image_size"), cfg.pop("max_steps")  # as written before the rename
+    (old / "classifier.json").write_text(json.dumps(meta))
+    _, loaded = load_classifier(old)
+    assert loaded["train_config_obj"].image_size == 24 and loaded["train_config_obj"].max_steps == 600

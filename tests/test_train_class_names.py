@@ -4,7 +4,7 @@ import json
 from latte.sampling.pipeline import LattePipeline
 from latte.training.trainer import train
 
-from test_train_common import build
+from helpers import build
 
 
 def test_class_run_saves_class_names_and_sampling_uses_them(tmp_path):

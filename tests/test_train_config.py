@@ -1,12 +1,13 @@
 """Run-config validation: errors name the key; shipped configs load."""
+
 from pathlib import Path
 
 import pytest
 
-from latte.config import ConfigError, from_dict, load_yaml
+from latte.config import SHIPPED_CONFIGS, ConfigError, from_dict, load_yaml
 from latte.training.config import RunConfig, load_run_config
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted(SHIPPED_CONFIGS.glob("*.yaml"))
 
 
 def test_unknown_key_names_key_and_suggests():
@@ -64,7 +65,7 @@ def test_shipped_configs_validate(path):
 def test_cli_trains_tiny_config_and_reports_config_errors(tmp_path, capsys):
     from latte.cli import main
 
-    config = Path(__file__).parents[1] / "configs" / "tiny_uncond.yaml"
+    config = "tiny_uncond"  # a shipped config, by name
     overrides = ["--set", f"train.run_dir={tmp_path}", "--set", "train.max_steps=1", "--set", "train.warmup_steps=0",
                  "--set", "train.lr_schedule=constant", "--set", "train.min_lr=0", "--set", "validation.every=0",
                  "--set", "train.batch_size=2", "--set", "data.synthetic.num_videos=4"]
@@ -76,3 +77,18 @@ def test_cli_trains_tiny_config_and_reports_config_errors(tmp_path, capsys):
     assert main(["train", str(config), "--set", "train.lrr=1"]) == 2
     assert "did you mean 'lr'" in capsys.readouterr().err
     assert main(["train", str(config), *overrides, "--resume", str(tmp_path / "nope")]) == 2
+    assert main(["train", "tiny_uncnod"]) == 2  # an unknown name: the nearest shipped one is suggested
+    assert "did you mean 'tiny_uncond'" in capsys.readouterr().err
+    assert main(["train", str(SHIPPED_CONFIGS / "tiny_uncond.yaml"), *overrides, "--resume"]) == 0  # a path works
+
+
+def test_every_shipped_config_is_package_data():
+    """`pip install` (not editable) ships src/latte/configs through pyproject's package-data globs."""
+    import fnmatch
+    import tomllib
+
+    globs = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["latte"]
+    files = [str(p.relative_to(SHIPPED_CONFIGS.parent)) for p in SHIPPED_CONFIGS.rglob("*.yaml")]
+    assert len(files) >= 18 and "configs/quickstart/latte.yaml" in files
+    assert all(any(fnmatch.fnmatch(f, g) and f.count("/") == g.count("/") for g in globs) for f in files), files

@@ -7,7 +7,7 @@ import torch.multiprocessing as mp
 
 from latte.training import checkpoint as ckpt
 from latte.training.trainer import train
-from test_train_common import build, distributed_worker, state_of, tiny_config, tiny_dataset
+from helpers import build, distributed_worker, state_of, tiny_config, tiny_dataset
 
 
 def _free_port() -> int:

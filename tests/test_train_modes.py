@@ -4,28 +4,7 @@ import torch
 
 from latte.config import ConfigError
 from latte.training.trainer import Trainer, train
-from test_train_common import build, state_of, tiny_config, tiny_dataset
-
-
-class FakeTextEncoder:
-    """Deterministic features per prompt (fast stand-in for MiniLM/T5); the empty prompt gives zeros."""
-
-    dim, max_length, truncate_to_valid = 16, 5, False
-
-    def __init__(self):
-        self.calls = 0
-
-    def encode(self, prompts):
-        self.calls += 1
-        hidden = torch.stack([torch.full((5, 16), float(len(p))) for p in prompts])
-        mask = torch.stack([torch.arange(5) < (1 + len(p) % 4 if p else 1) for p in prompts])
-        return hidden, mask
-
-    def null_embedding(self):
-        return self.encode([""])
-
-    def identity(self):
-        return {"kind": "fake"}
+from helpers import FakeTextEncoder, build, state_of, tiny_config, tiny_dataset
 
 
 def _synthetic_config(tmp_path, conditioning: dict, **train_kw):

@@ -11,9 +11,9 @@ import torch
 
 from latte.training import checkpoint as ckpt
 from latte.training.trainer import train
-from test_train_common import build, state_of, tiny_config, tiny_dataset
+from helpers import build, state_of, tiny_config, tiny_dataset
 
-WORKER = Path(__file__).with_name("test_train_common.py")
+WORKER = Path(__file__).with_name("helpers.py")
 
 
 def _run(config: dict, tmp_path, *args) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from latte.training import checkpoint as ckpt
-from latte.training.data_order import SeededItems, ShardedBatchSampler
+from latte.data.loader import SeededItems, ShardedBatchSampler
 from latte.training.ema import create_ema, update_ema
 from latte.training.guard import NonFiniteError, NonFiniteGuard
 from latte.training.randomness import capture_rng_state, per_sample_draws, restore_rng_state

@@ -198,11 +198,31 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"  # package data: the recipes and tiny configs
+
+
+def shipped_config_names() -> list[str]:
+    """Names of the shipped configs (``ucf101``, ``tiny_t2v``, ``vae/tiny_shapes``, ``quickstart/latte``, ...)."""
+    return sorted(str(p.relative_to(SHIPPED_CONFIGS).with_suffix("")) for p in SHIPPED_CONFIGS.rglob("*.yaml"))
+
+
+def resolve_config(name_or_path: str | Path) -> Path:
+    """A config file: an existing path, else a shipped config by name (``ucf101`` or ``vae/tiny_shapes``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = SHIPPED_CONFIGS / (str(name_or_path) if path.suffix == ".yaml" else f"{name_or_path}.yaml")
+    if shipped.is_file():
+        return shipped
+    names = shipped_config_names()
+    raise ConfigError(f"config file not found: {path} (not a file, nor a shipped config name"
+                      f"{_nearest(str(name_or_path), names)}; shipped: {', '.join(names)})")
+
+
 def load_yaml(path: str | Path, cls: type, overrides: list[str] | None = None) -> Any:
-    """Read a YAML config file, apply ``--set`` overrides and validate it into ``cls``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    """Read a YAML config file (a path or a shipped config name, see :func:`resolve_config`), apply ``--set``
+    overrides and validate it into ``cls``."""
+    path = resolve_config(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:

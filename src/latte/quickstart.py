@@ -3,7 +3,7 @@
 Stages (each is skipped when its marker ``OUT/stages/<name>.json`` exists, and the two trainers resume from
 their last checkpoint, so an interrupted quickstart continues where it stopped):
 
-1. ``data``        the procedural moving-shapes dataset (``configs/quickstart/data.yaml``): a preview GIF;
+1. ``data``        the procedural moving-shapes dataset (shipped config ``quickstart/data``): a preview GIF;
 2. ``vae``         a small AutoencoderKL trained on its frames (``latte train-vae``);
 3. ``classifier``  the evaluator: a 3-D conv classifier of shape / colour / direction (``latte train-classifier``);
 4. ``cache``       VAE latents + MiniLM caption features of every training clip (``latte cache``);
@@ -26,9 +26,9 @@ from typing import Callable, Optional
 import numpy as np
 import yaml
 
-from latte.config import ConfigError
+from latte.config import SHIPPED_CONFIGS, ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "quickstart"
+CONFIG_DIR = SHIPPED_CONFIGS / "quickstart"
 SHOWCASE_PER_SET = 4  # showcase prompts per set (training / held-out combinations)
 
 
@@ -57,7 +57,7 @@ BUDGETS = {
 def _load(name: str) -> dict:
     path = CONFIG_DIR / f"{name}.yaml"
     if not path.is_file():
-        raise ConfigError(f"quickstart config not found: {path} (run from a checkout of latte-video)")
+        raise ConfigError(f"quickstart config not found: {path} (a broken installation: it ships with the package)")
     return yaml.safe_load(path.read_text()) or {}
 
 

@@ -17,19 +17,16 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    import yaml
-
     from latte.config import ConfigError, apply_overrides, from_dict
+    from latte.io import load_yaml_mapping
     from latte.metrics.synthetic import ClassifierTrainConfig, save_classifier
     from latte.training.tasks.classifier import train_classifier
 
     data: dict = {}
     if args.config:
-        data = yaml.safe_load(Path(args.config).read_text()) or {}
+        data = load_yaml_mapping(args.config)
     if args.run_config:
-        run_cfg = yaml.safe_load(Path(args.run_config).read_text()) or {}
+        run_cfg = load_yaml_mapping(args.run_config, "run config")
         section = (run_cfg.get("data") or {})
         if section.get("kind") != "synthetic":
             raise ConfigError(f"{args.run_config}: data.kind is {section.get('kind')!r}, not 'synthetic'")

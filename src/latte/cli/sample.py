@@ -48,6 +48,9 @@ def register(sub) -> None:
     p.add_argument("--truncate-text", choices=["auto", "on", "off"], default="auto",
                    help="cut prompt features to their valid tokens and the empty prompt to the same length, as "
                         "the official pipeline does for one prompt (auto: on for released text-to-video models)")
+    p.add_argument("--lora", metavar="PATH", help="apply a LoRA adapter (folder with adapter.safetensors, e.g. "
+                                                 "CHECKPOINT/ema of a train.trainable: lora run)")
+    p.add_argument("--lora-scale", type=float, default=1.0, help="scale of the LoRA update (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -68,6 +71,8 @@ def run(args) -> int:
         try:
             pipe = LattePipeline.load(args.checkpoint, ema=not args.no_ema, device=dist.device, dtype=args.dtype,
                                       vae=args.vae, text_encoder=args.text_encoder, kind=args.kind)
+            if args.lora:
+                pipe.apply_lora(args.lora, args.lora_scale)
             if args.truncate_text != "auto":
                 pipe.truncate_text = args.truncate_text == "on"
             count = len(prompts) if prompts else (len(args.classes) if args.classes else 1)

@@ -7,7 +7,9 @@ def register(sub) -> None:
                        description="Train a Latte video diffusion model, or a LaVie cascade stage (base, "
                                    "interpolation, super-resolution: a config with a lavie: section). Launch "
                                    "with torchrun for DDP/FSDP.")
-    p.add_argument("config", help="run config YAML (see `latte config-docs` and configs/)")
+    p.add_argument("config", help="run config: a YAML file or a shipped config name (ucf101, ffs, t2v, tiny_t2v, "
+                                  "lavie/base, lavie/tiny_interp, ...; see docs/training.md, docs/lavie_training.md "
+                                  "and `latte config-docs`)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.lr=5e-5 (repeatable; value parsed as YAML)")
     p.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN_DIR|CHECKPOINT",
@@ -23,7 +25,7 @@ def run(args) -> int:
     import logging
     import sys
 
-    from latte.config import ConfigError
+    from latte.config import ConfigError, resolve_config
     from latte.io import InputError, load_yaml_mapping
     from latte.training.config import load_run_config
     from latte.training.guard import NonFiniteError
@@ -31,7 +33,7 @@ def run(args) -> int:
     from latte.training.trainer import train
 
     try:
-        raw = load_yaml_mapping(args.config)
+        raw = load_yaml_mapping(resolve_config(args.config))
     except InputError as e:
         raise ConfigError(str(e)) from None
     if is_lavie_config(raw):  # a LaVie cascade stage (lavie: section)

@@ -7,7 +7,7 @@ def register(sub) -> None:
         "train-vae", help="train a small AutoencoderKL on video frames (RUN/vae, scaling factor fitted)",
         description="Train a diffusers AutoencoderKL on the frames of a dataset; at the end fit the latent "
                     "scaling factor (1/std), report held-out PSNR and write RUN/vae and RUN/vae_report.json.")
-    p.add_argument("config", help="YAML file of a VAETrainConfig (see configs/vae/tiny_shapes.yaml)")
+    p.add_argument("config", help="VAETrainConfig YAML file or shipped name (e.g. vae/tiny_shapes)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set max_steps=200 --set data.image_size=64 (repeatable)")
     p.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",

@@ -22,7 +22,7 @@ import torch
 
 from latte.config import to_dict
 from latte.models import Latte
-from latte.sampling.samplers import check_sampler, draw_noise, sample_loop
+from latte.sampling.samplers import StepCallback, check_sampler, draw_noise, sample_loop
 from latte.sampling.sources import Defaults, Parts
 
 PathLike = Union[str, Path]
@@ -149,6 +149,18 @@ class LattePipeline:
             return cls.from_diffusers(checkpoint, device, dtype, vae, text_encoder)
         return cls._from_parts(sources.load_official(checkpoint, vae, kind, None, text_encoder), device, dtype)
 
+    def apply_lora(self, path: PathLike, scale: float = 1.0, merge: bool = False) -> "LattePipeline":
+        """Add the LoRA adapter at ``path`` (a folder with ``adapter.safetensors``, e.g. ``CHECKPOINT/ema``),
+        its update scaled by ``scale``; ``merge`` folds it into the weights (same videos, faster)."""
+        from latte.models.lora import apply_lora_file, merge_lora
+
+        model = apply_lora_file(self.model.float(), path, scale)
+        if merge:
+            model = merge_lora(model)
+        self.model = model.eval().requires_grad_(False).to(device=self.device, dtype=self.dtype)
+        self.source.update(lora=str(path), lora_scale=float(scale))
+        return self
+
     # ------------------------------------------------------------------------------------------- conditions
     @property
     def conditioning(self) -> str:
@@ -176,10 +188,18 @@ class LattePipeline:
     def class_name(self, idx: int) -> Optional[str]:
         return self.class_names[idx] if self.class_names and idx < len(self.class_names) else None
 
-    def _text_conditions(self, prompts: list[str]) -> tuple[dict, dict]:
-        """Conditional and unconditional (empty prompt) text kwargs for a batch of prompts."""
+    def _text_conditions(self, prompts: list[str], negative_prompt: str = "") -> tuple[dict, dict]:
+        """Conditional and unconditional text kwargs for a batch of prompts; the unconditional branch is the
+        empty prompt, or ``negative_prompt`` when one is given."""
         hidden, mask = self.text_encoder.encode(prompts)
-        null_hidden, null_mask = self.text_encoder.null_embedding()
+        if negative_prompt:
+            null_hidden, null_mask = self.text_encoder.encode([negative_prompt])
+            short = hidden.shape[1] - null_hidden.shape[1]  # encoders that cut to valid tokens: pad to match
+            if short > 0:
+                null_hidden = torch.nn.functional.pad(null_hidden, (0, 0, 0, short))
+                null_mask = torch.nn.functional.pad(null_mask, (0, short))
+        else:
+            null_hidden, null_mask = self.text_encoder.null_embedding()
         b = hidden.shape[0]
         if self.truncate_text:  # official mask_feature: valid tokens only, negative cut to the same length
             lengths = mask.sum(dim=1).clamp(min=1)
@@ -274,8 +294,11 @@ class LattePipeline:
                      sampler: Optional[str] = None, steps: Optional[int] = None, cfg_scale: Optional[float] = None,
                      frames: Optional[int] = None, height: Optional[int] = None, width: Optional[int] = None,
                      batch_size: int = 1, output_type: OutputType = "uint8",
-                     progress: bool = True) -> Iterator[SampleOutput]:
+                     progress: bool = True, negative_prompt: str = "",
+                     callback: Optional[StepCallback] = None) -> Iterator[SampleOutput]:
         """Like :meth:`__call__`, yielding one :class:`SampleOutput` per batch (for saving as you go)."""
+        if negative_prompt and self.conditioning != "text":
+            raise ValueError(f"negative_prompt needs a text-conditional model (conditioning '{self.conditioning}')")
         if isinstance(prompts, str):
             prompts = [prompts]
         if isinstance(classes, (int, str)):
@@ -298,12 +321,15 @@ class LattePipeline:
                 cond["y"] = torch.tensor([r["class_id"] for r in batch], device=self.device)
                 uncond["y"] = torch.full_like(cond["y"], cfg.num_classes)
             elif self.conditioning == "text":
-                cond, uncond = self._text_conditions([r["prompt"] for r in batch])
+                cond, uncond = self._text_conditions([r["prompt"] for r in batch], negative_prompt)
             model_fn = self._model_fn(cond, uncond, settings["cfg_scale"])
             latents = sample_loop(model_fn, noise, settings["sampler"], settings["steps"], self.betas,
                                   cfg.learn_sigma, generators, progress=progress,
-                                  prediction_type=self.prediction_type)
+                                  prediction_type=self.prediction_type, callback=callback)
             records = [{**r, **settings, **shared} for r in batch]
+            if negative_prompt:
+                for r in records:
+                    r["negative_prompt"] = negative_prompt
             yield SampleOutput(self._finish(latents, output_type), records)
 
     @torch.no_grad()
@@ -322,7 +348,8 @@ class LattePipeline:
                  sampler: Optional[str] = None, steps: Optional[int] = None, cfg_scale: Optional[float] = None,
                  frames: Optional[int] = None, height: Optional[int] = None, width: Optional[int] = None,
                  batch_size: int = 1, output_type: OutputType = "uint8", progress: bool = True,
-                 indices: Optional[Sequence[int]] = None) -> SampleOutput:
+                 indices: Optional[Sequence[int]] = None, negative_prompt: str = "",
+                 callback: Optional[StepCallback] = None) -> SampleOutput:
         """Sample ``num_videos`` videos (default: one per prompt/class, prompts and classes are cycled).
 
         Args:
@@ -334,9 +361,13 @@ class LattePipeline:
             output_type: ``'uint8'`` (numpy ``(N, F, H, W, 3)``), ``'tensor'`` (``(N, 3, F, H, W)`` in [-1, 1])
                 or ``'latent'`` (``(N, C, F, h, w)``).
             indices: the global indices of the videos to make (multi-process / resume); overrides num_videos.
+            negative_prompt: text models: the guidance's unconditional branch encodes this prompt instead of
+                the empty one (recorded in the sidecar).
+            callback: ``callback(step, total)`` after every sampler step of each batch (may raise to stop).
         """
         outs = list(self.iter_batches(prompts, classes, num_videos, seed, seeds, indices, sampler, steps, cfg_scale,
-                                      frames, height, width, batch_size, output_type, progress))
+                                      frames, height, width, batch_size, output_type, progress, negative_prompt,
+                                      callback))
         if not outs:
             return SampleOutput(np.zeros((0,), np.uint8), [])
         records = [r for o in outs for r in o.records]

@@ -24,9 +24,10 @@ import torch
 from tqdm.auto import tqdm
 
 __all__ = ["SAMPLERS", "OFFICIAL_SAMPLERS", "DIFFUSERS_SAMPLERS", "sample_loop", "make_scheduler",
-           "draw_noise", "check_sampler"]
+           "draw_noise", "check_sampler", "StepCallback"]
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+StepCallback = Callable[[int, int], None]  # (steps done, total steps), called after every sampler step
 
 # official loops: sampler name -> (GaussianDiffusion loop method, respacing string template)
 OFFICIAL_SAMPLERS = {
@@ -93,7 +94,7 @@ def make_scheduler(name: str, betas: np.ndarray, prediction_type: str = "epsilon
 
 def _official_loop(name: str, model_fn: ModelFn, noise: torch.Tensor, steps: int, betas: np.ndarray,
                    learn_sigma: bool, prediction_type: str, generators: Sequence[torch.Generator],
-                   progress: bool) -> torch.Tensor:
+                   progress: bool, callback: Optional[StepCallback] = None) -> torch.Tensor:
     from latte.diffusion.gaussian import respaced, space_timesteps
 
     method, spacing = OFFICIAL_SAMPLERS[name]
@@ -103,15 +104,19 @@ def _official_loop(name: str, model_fn: ModelFn, noise: torch.Tensor, steps: int
     model = lambda x, t, **_: model_fn(x, t)  # noqa: E731 - GaussianDiffusion passes model_kwargs
     stochastic = method == "p_sample"
     x = noise
-    for i in tqdm(range(diffusion.num_timesteps - 1, -1, -1), desc=name, leave=False, disable=not progress):
+    total = diffusion.num_timesteps
+    for i in tqdm(range(total - 1, -1, -1), desc=name, leave=False, disable=not progress):
         t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
         step_noise = draw_noise(x.shape, generators, x.device) if stochastic else None
         x = step(model, x, t, noise=step_noise)["sample"]
+        if callback is not None:
+            callback(total - i, total)
     return x
 
 
 def _diffusers_loop(name: str, model_fn: ModelFn, noise: torch.Tensor, steps: int, betas: np.ndarray,
-                    prediction_type: str, generators: Sequence[torch.Generator], progress: bool) -> torch.Tensor:
+                    prediction_type: str, generators: Sequence[torch.Generator], progress: bool,
+                    callback: Optional[StepCallback] = None) -> torch.Tensor:
     scheduler = make_scheduler(name, betas, prediction_type)
     scheduler.set_timesteps(steps, device=noise.device)
     step_params = inspect.signature(scheduler.step).parameters
@@ -120,19 +125,23 @@ def _diffusers_loop(name: str, model_fn: ModelFn, noise: torch.Tensor, steps: in
         extra["eta"] = 0.0
     channels = noise.shape[1]
     x = noise * scheduler.init_noise_sigma
-    for t in tqdm(scheduler.timesteps, desc=name, leave=False, disable=not progress):
+    total = len(scheduler.timesteps)
+    for done, t in enumerate(tqdm(scheduler.timesteps, desc=name, leave=False, disable=not progress), 1):
         model_in = scheduler.scale_model_input(x, t)
         t_batch = t.reshape(1).to(x.device).expand(x.shape[0])
         out = model_fn(model_in, t_batch)
         prediction = out[:, :channels]  # learned-sigma split: the scheduler gets the epsilon / v channels only
         x = scheduler.step(prediction, t, x, return_dict=False, **extra)[0]
+        if callback is not None:
+            callback(done, total)
     return x
 
 
 @torch.no_grad()
 def sample_loop(model_fn: ModelFn, noise: torch.Tensor, sampler: str, steps: int, betas: np.ndarray,
                 learn_sigma: bool = True, generators: Optional[Sequence[torch.Generator]] = None,
-                progress: bool = False, prediction_type: str = "epsilon") -> torch.Tensor:
+                progress: bool = False, prediction_type: str = "epsilon",
+                callback: Optional[StepCallback] = None) -> torch.Tensor:
     """Denoise ``noise (B, C, F, h, w)`` (standard normal) into latents with sampler ``sampler``.
 
     Args:
@@ -143,6 +152,9 @@ def sample_loop(model_fn: ModelFn, noise: torch.Tensor, sampler: str, steps: int
         learn_sigma: whether ``model_fn`` returns ``2C`` channels (variance values in ``[C:]``).
         generators: one per video, for the per-step noise of stochastic samplers (DDPM, ancestral schedulers).
         prediction_type: what channels ``[:C]`` of the model output are: 'epsilon' or 'v_prediction'.
+        callback: ``callback(step, total)`` after every step (``step`` = 1..total, the number of model
+            evaluations done so far for official loops, scheduler steps for diffusers ones). It may raise to
+            stop sampling (e.g. a cancelled request); the exception propagates to the caller.
     """
     check_sampler(sampler)
     if steps < 1:
@@ -151,5 +163,5 @@ def sample_loop(model_fn: ModelFn, noise: torch.Tensor, sampler: str, steps: int
                                                                   for _ in range(noise.shape[0])]
     if sampler in OFFICIAL_SAMPLERS:
         return _official_loop(sampler, model_fn, noise, steps, betas, learn_sigma, prediction_type, generators,
-                              progress)
-    return _diffusers_loop(sampler, model_fn, noise, steps, betas, prediction_type, generators, progress)
+                              progress, callback)
+    return _diffusers_loop(sampler, model_fn, noise, steps, betas, prediction_type, generators, progress, callback)

@@ -16,6 +16,7 @@ from latte.config import ConfigError
 from latte.diffusion import PREDICTION_TYPES
 from latte.encoders import AutoencoderConfig, TextEncoderConfig
 from latte.models import Latte
+from latte.models.lora import ADAPTER_FILE, apply_lora_file
 
 PathLike = Union[str, Path]
 
@@ -121,12 +122,16 @@ def load_run(path: PathLike, ema: bool = True) -> Parts:
         raise FileNotFoundError(f"{ckpt}: no {which}/ weights folder (written by the trainer)")
     run = run_config_from_dict(yaml.safe_load((ckpt / "run_config.yaml").read_text()))
     model = Latte.from_pretrained(ckpt / which)
+    source = {"checkpoint": str(ckpt), "weights": which}
+    if (ckpt / which / ADAPTER_FILE).is_file():  # a train.trainable: lora run: base weights + its adapter
+        apply_lora_file(model, ckpt / which)
+        source["lora"] = str(ckpt / which)
     cond = model.config.conditioning
     betas = beta_schedule(run.diffusion.noise_schedule, run.diffusion.diffusion_steps)
     return Parts(model=model, autoencoder=run.autoencoder, text_encoder=run.text_encoder if cond == "text" else None,
                  betas=betas, defaults=DEFAULTS[cond], class_names=read_class_names(ckpt, run),
                  prediction_type=run.diffusion.prediction_type, truncate_text=False,
-                 source={"checkpoint": str(ckpt), "weights": which})
+                 source=source)
 
 
 def load_model_folder(path: PathLike) -> Parts:

@@ -16,7 +16,7 @@ def __getattr__(name):  # the loop imports torch-heavy modules; load it on first
 
         return getattr(engine, name)
     if name == "TensorItems":
-        from latte.training.data_order import TensorItems
+        from latte.data.loader import TensorItems
 
         return TensorItems
     raise AttributeError(name)

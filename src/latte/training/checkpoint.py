@@ -22,6 +22,8 @@ from typing import Callable
 
 import torch
 
+from latte.io import atomic_write_text, fsync_path
+
 __all__ = ["checkpoint_name", "write_checkpoint", "list_checkpoints", "latest_checkpoint", "resolve_checkpoint",
            "load_train_state", "prune_checkpoints", "remove_stale_tmp"]
 
@@ -33,30 +35,12 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:07d}"
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(root: Path) -> None:
     """fsync every file below ``root``, then every directory (children before parents)."""
     for dirpath, _, filenames in os.walk(root, topdown=False):
         for name in filenames:
-            _fsync_path(Path(dirpath) / name)
-        _fsync_path(Path(dirpath))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_path(path.parent)
+            fsync_path(Path(dirpath) / name)
+        fsync_path(Path(dirpath))
 
 
 def write_checkpoint(ckpt_root: str | Path, step: int, fill: Callable[[Path], None]) -> Path:
@@ -79,8 +63,8 @@ def write_checkpoint(ckpt_root: str | Path, step: int, fill: Callable[[Path], No
         shutil.rmtree(old)
     else:
         os.rename(tmp, final)
-    _fsync_path(ckpt_root)
-    _atomic_write_text(ckpt_root / "latest", final.name + "\n")
+    fsync_path(ckpt_root)
+    atomic_write_text(ckpt_root / "latest", final.name + "\n")
     return final
 
 

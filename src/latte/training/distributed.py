@@ -5,11 +5,12 @@ Without torchrun (no ``WORLD_SIZE`` in the environment) everything degrades to a
 from __future__ import annotations
 
 import datetime
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from latte.dist import torchrun_env
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,8 @@ def setup_distributed(device: str | None = None) -> DistInfo:
     ``device``: "cpu", "cuda" or None (CUDA when available). Each rank uses ``cuda:LOCAL_RANK``.
     """
     use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    env = torchrun_env()
+    world_size, rank, local_rank = env.world_size, env.rank, env.local_rank
     if use_cuda:
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)

@@ -16,12 +16,15 @@ def create_ema(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """``ema = decay * ema + (1 - decay) * model`` for every parameter (float32 math); buffers are copied.
+    """``ema = decay * ema + (1 - decay) * model`` for every trained parameter (float32 math); frozen ones
+    (``requires_grad`` False: ``train.trainable``) stay as they are; buffers are copied.
 
     Parameters are matched by name, so ``model`` may be the bare module of a DDP/compiled wrapper's module.
     """
     model_params = dict(model.named_parameters())
     for name, ema_param in ema.named_parameters():
+        if not model_params[name].requires_grad:
+            continue
         param = model_params[name].detach()
         if hasattr(param, "full_tensor") and not hasattr(ema_param, "full_tensor"):  # FSDP2 DTensor shard
             param = param.full_tensor()

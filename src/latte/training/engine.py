@@ -4,7 +4,7 @@ A :class:`~latte.training.tasks.Task` builds the model and turns a batch into a 
 One optimizer step = ``grad_accum`` micro-batches of ``batch_size`` items on every rank:
 
 1. batches: the task's dataset in the seeded, rank-sharded, resumable order of
-   :mod:`latte.training.data_order` (or, for tasks that draw their own batches, ``task.draw_batch(step)``);
+   :class:`latte.data.loader.ResumableLoader` (or, for tasks that draw their own batches, ``task.draw_batch(step)``);
 2. ``task.loss(model, batch, ctx)`` -> ``{"loss": scalar, ...}`` (the task draws per-sample randomness from
    ``ctx.step`` and runs the model under ``ctx.autocast()``); ``loss / grad_accum`` is back-propagated (DDP
    gradient sync only on the last micro-batch);
@@ -23,6 +23,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import resource
 import time
 from dataclasses import dataclass
@@ -30,16 +31,17 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import torch
-from torch.utils.data import DataLoader
 
 from latte.config import ConfigError
 from latte.training import checkpoint as ckpt
-from latte.training.data_order import DataPosition, SeededItems, ShardedBatchSampler, batches_per_epoch, collate_items
+from latte.data.loader import DataPosition, ResumableLoader, batches_per_epoch
+from latte.io import atomic_write_text
+from latte.seeding import seed_everything
 from latte.training.distributed import (all_gather_objects, all_reduce_mean, barrier, cleanup_distributed,
                                         setup_distributed)
 from latte.training.ema import create_ema, update_ema
 from latte.training.guard import NonFiniteError, NonFiniteGuard
-from latte.training.randomness import capture_rng_state, restore_rng_state, seed_everything
+from latte.training.randomness import capture_rng_state, restore_rng_state
 from latte.training.signals import GracefulStop
 from latte.training.trainable import apply_trainable
 
@@ -92,6 +94,7 @@ class Engine:
         self._log_handler = None
         self._window: dict = {}
         self.last_stats: Optional[dict] = None
+        self.last_healthy_checkpoint: Optional[Path] = None  # written (or resumed from) after an applied step
         self.on_step_end = on_step_end
         self.progress = progress
         self.wandb_cfg = wandb
@@ -101,8 +104,9 @@ class Engine:
         self.ckpt_root = self.run_dir / "checkpoints" if self.run_dir else None
         self._configure_backends()
 
+        resume_dir = self._resolve_resume(resume)  # None also for a run stopped before its first checkpoint
         seed_everything(tc.seed)  # identical initial weights on every rank (FSDP does not broadcast them)
-        self.model = task.build_model(self.device, resume is not None)
+        self.model = task.build_model(self.device, resume_dir is not None)
         for message in getattr(task, "messages", []):
             self.info(message)
         self.model.to(self.device)
@@ -118,11 +122,12 @@ class Engine:
                               f"of {tc.batch_size} per rank on {self.dist.world_size} rank(s)")
         if self.dataset is None and tc.grad_accum != 1:
             raise ConfigError("train.grad_accum: this task draws one batch per step; use 1")
+        self.loader = None if self.dataset is None else ResumableLoader(
+            self.dataset, tc.batch_size, seed=tc.seed, num_workers=tc.num_workers,
+            pin_memory=self.device.type == "cuda", rank=self.dist.rank, world_size=self.dist.world_size)
 
         self.step = 0
-        self.position = DataPosition()
         self.guard = NonFiniteGuard(tc.max_nonfinite)
-        resume_dir = self._resolve_resume(resume)
         if resume_dir is not None:  # weights before wrapping/sharding, optimizer state after
             task.check_resume(resume_dir)
             self._load_weights(resume_dir)
@@ -239,23 +244,17 @@ class Engine:
         return out
 
     # ---------------------------------------------------------------------------------------------- data
+    @property
+    def position(self) -> DataPosition:
+        """Where the data loader stands: ``(epoch, batches of it consumed)`` on this rank."""
+        return self.loader.position if self.loader is not None else DataPosition()
+
     def batches(self) -> Iterator:
-        """Endless stream of this rank's micro-batches, advancing ``self.position`` (the one training loader)."""
-        if self.dataset is None:  # the task draws a batch per optimizer step, keyed by the step
+        """Endless stream of this rank's micro-batches (the data loader's, advancing :attr:`position`)."""
+        if self.loader is None:  # the task draws a batch per optimizer step, keyed by the step
             while True:
                 yield self.task.draw_batch(self.step)
-        tc = self.train_cfg
-        items = SeededItems(self.dataset, tc.seed)
-        while True:
-            sampler = ShardedBatchSampler(len(self.dataset), tc.batch_size, rank=self.dist.rank,
-                                          world_size=self.dist.world_size, seed=tc.seed, epoch=self.position.epoch,
-                                          start_batch=self.position.batch)
-            loader = DataLoader(items, batch_sampler=sampler, num_workers=tc.num_workers, collate_fn=collate_items,
-                                pin_memory=self.device.type == "cuda")
-            for batch in loader:
-                self.position.batch += 1
-                yield batch
-            self.position = DataPosition(epoch=self.position.epoch + 1, batch=0)
+        yield from self.loader.batches()
 
     # --------------------------------------------------------------------------------------- checkpoints
     def _resolve_resume(self, resume: Optional[str]) -> Optional[Path]:
@@ -264,7 +263,19 @@ class Engine:
                 raise ConfigError(f"train.run_dir: {self.run_dir} already holds checkpoints; continue it with "
                                   "--resume, or choose a new train.run_dir")
             return None
-        return ckpt.resolve_checkpoint(resume or self.run_dir)
+        path = Path(resume) if resume else self.run_dir
+        if path is None:
+            raise ConfigError("--resume without a path needs train.run_dir")
+        try:
+            found = ckpt.resolve_checkpoint(path)
+        except FileNotFoundError:
+            if self.run_dir is None or path.resolve() != self.run_dir.resolve() or not path.is_dir():
+                raise
+            self.info(f"--resume {path}: the run has no checkpoint yet (it stopped before the first one); "
+                      "starting it from scratch")
+            return None
+        self.last_healthy_checkpoint = found
+        return found
 
     def _load_weights(self, ckpt_dir: Path) -> None:
         self.task.load_weights(self.model, ckpt_dir / self.task.model_dir)
@@ -289,11 +300,13 @@ class Engine:
         tc, world = self.train_cfg, self.dist.world_size
         same_layout = (state["world_size"], state["batch_size"]) == (world, tc.batch_size)
         if same_layout:
-            self.position = DataPosition(**state["data"])
+            if self.loader is not None:
+                self.loader.position = DataPosition(**state["data"])
             restore_rng_state(state["rng"][self.dist.rank])
         else:  # continue after the same number of samples; exact resume needs the same layout
             seen = state["data"]["batch"] * state["batch_size"] * state["world_size"]
-            self.position = DataPosition(epoch=state["data"]["epoch"], batch=seen // (tc.batch_size * world))
+            if self.loader is not None:
+                self.loader.position = DataPosition(epoch=state["data"]["epoch"], batch=seen // (tc.batch_size * world))
             seed_everything(tc.seed + self.dist.rank + self.step)
             self.info(f"resuming with world size {world} x batch {tc.batch_size} (checkpoint: "
                       f"{state['world_size']} x {state['batch_size']}): continuing, but not bit-exactly")
@@ -337,6 +350,7 @@ class Engine:
                 torch.save(train_state, tmp / ckpt.TRAIN_STATE)
 
             path = ckpt.write_checkpoint(self.ckpt_root, self.step, fill)
+            self.last_healthy_checkpoint = path
             ckpt.prune_checkpoints(self.ckpt_root, tc.keep_last, tc.keep_every)
             self.info(f"checkpoint {path}")
         barrier()
@@ -362,6 +376,7 @@ class Engine:
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             ckpt.remove_stale_tmp(self.ckpt_root)
+            _truncate_log(self.run_dir / "log.txt", self.step)  # steps after the resume point are replayed
             handler = logging.FileHandler(self.run_dir / "log.txt")
             handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
             log.addHandler(handler)
@@ -373,7 +388,8 @@ class Engine:
             self.task.save_config(self.run_dir)
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step or None)
+            # points after this step (from before a crash) are replayed: drop them, keep this step's own point
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step + 1)
             if self.wandb_cfg is not None and self.wandb_cfg.enabled:
                 self.wandb_run = _start_wandb(self.wandb_cfg, self.run_dir, self.task.config_dict())
         self._early_messages.clear()
@@ -447,7 +463,12 @@ class Engine:
                     stop_now = bool(all_reduce_mean(torch.tensor([float(stop.requested is not None)],
                                                                  device=self.device)).item() > 0)
                     if self.step % tc.ckpt_every == 0 or self.step == tc.max_steps or stop_now:
-                        last_ckpt = self.save_checkpoint() or last_ckpt
+                        if self.guard.consecutive == 0:
+                            last_ckpt = self.save_checkpoint() or last_ckpt
+                        else:  # the weights are those of the last applied step, whose checkpoint is kept
+                            self.info(f"step {self.step}: checkpoint not written (the last {self.guard.consecutive} "
+                                      f"step(s) were skipped as non-finite); last healthy checkpoint: "
+                                      f"{self.last_healthy_checkpoint or 'none'}")
                     every = self.task.validation_every
                     if every and self.step % every == 0:
                         self.validate()
@@ -458,6 +479,12 @@ class Engine:
                         self.info(f"stopped by {stopped_by} after step {self.step}; resume with "
                                   f"`{self.task.resume_command}`")
                         break
+        except NonFiniteError as e:
+            where = (f"Then resume from {self.last_healthy_checkpoint}, the last checkpoint written after a healthy "
+                     f"step (`{self.task.resume_command}`)." if self.last_healthy_checkpoint is not None
+                     else "There is no checkpoint to resume from: start the run again.")
+            self.info(f"{e} {where}")
+            raise NonFiniteError(f"{e} {where}") from None
         finally:
             self._stop_logging()
         return TrainResult(step=self.step, run_dir=self.run_dir, last_checkpoint=last_ckpt, stopped_by=stopped_by)
@@ -470,6 +497,18 @@ class Engine:
             self.info(f"validation samples: {', '.join(str(p) for p in paths)}")
         barrier()
         return paths
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Cut ``log.txt`` before its first line about an optimizer step after ``step`` (to be replayed now)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        m = re.search(r" step (\d+)[/:]", line)
+        if m and int(m.group(1)) > step:
+            atomic_write_text(path, "".join(lines[:i]))
+            return
 
 
 def _memory_gb(device: torch.device) -> float:

@@ -26,8 +26,7 @@ class NonFiniteGuard:
             raise NonFiniteError(
                 f"step {step}: loss={loss}, grad norm={grad_norm} — {self.consecutive} optimizer steps in a row "
                 f"had a non-finite loss or gradient (train.max_nonfinite={self.max_consecutive}); stopping. "
-                "Lower train.lr, enable train.clip_grad_norm, or use precision float32/bf16 instead of fp16, "
-                "then resume from the last checkpoint (never written with non-finite weights).")
+                "Lower train.lr, enable train.clip_grad_norm, or use precision float32/bf16 instead of fp16.")
         return False
 
     def state_dict(self) -> dict:

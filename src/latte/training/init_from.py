@@ -2,7 +2,8 @@
 
 Accepted sources: an official Latte ``.pt`` (``{"ema": ...}`` / ``{"model": ...}``), an image DiT ``.pt`` (the
 paper's ImageNet initialisation), one of our checkpoint or run directories (its EMA weights), a
-``Latte.save_pretrained`` folder, or a bare ``.safetensors`` file. Official/diffusers text-to-video keys
+``Latte.save_pretrained`` folder, a diffusers / Latte-1 folder (``transformer/``), or a bare ``.safetensors``
+file. Official/diffusers text-to-video keys
 (``t2v.pt``, Latte-1, or a PixArt-alpha transformer: ``transformer_blocks.N...``) are renamed to ours with
 :mod:`latte.interop.official` first, so a PixArt image model initialises the spatial blocks and leaves the
 temporal blocks fresh.
@@ -15,9 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from latte.io import WEIGHT_FILE_NAMES, WeightsError, read_state_dict
 from latte.training.checkpoint import resolve_checkpoint
 
-__all__ = ["InitReport", "read_state_dict", "init_model_from"]
+__all__ = ["InitReport", "read_init_weights", "init_model_from"]
 
 
 @dataclass
@@ -41,32 +43,30 @@ class InitReport:
         return "\n".join(lines)
 
 
-def _unwrap(obj: dict, path: Path) -> dict:
-    for key in ("ema", "model", "state_dict", "module"):
-        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-            return obj[key]
-    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return obj
-    raise ValueError(f"{path}: not a state dict (expected tensors, or a dict with an 'ema' or 'model' entry)")
+def read_init_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a weights source (see module docstring); a ``module.`` / ``_orig_mod.`` prefix is removed.
 
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a weights source (see module docstring); a ``module.`` / ``_orig_mod.`` prefix is removed."""
-    from safetensors.torch import load_file
-
+    Folders: one holding a weights file (``model.safetensors``, ``diffusion_pytorch_model.safetensors``, ...),
+    a diffusers / Latte-1 pipeline folder (its ``transformer/``), or a run / checkpoint directory (its EMA).
+    Errors name ``train.init_from``."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"train.init_from: {path} does not exist")
-    if path.is_dir():
-        if (path / "model.safetensors").is_file():
-            file = path / "model.safetensors"
+    if path.is_dir() and not any((path / name).is_file() for name in WEIGHT_FILE_NAMES):
+        if (path / "transformer").is_dir():
+            path = path / "transformer"
         else:
-            file = resolve_checkpoint(path) / "ema" / "model.safetensors"
-        state = load_file(str(file))
-    elif path.suffix == ".safetensors":
-        state = load_file(str(path))
-    else:
-        state = _unwrap(torch.load(path, map_location="cpu", weights_only=True), path)
+            try:
+                path = resolve_checkpoint(path) / "ema"
+            except FileNotFoundError:
+                raise FileNotFoundError(
+                    f"train.init_from: {path} holds no weights (expected a weights file such as "
+                    f"{', '.join(WEIGHT_FILE_NAMES[:2])}, a diffusers/Latte-1 folder with transformer/, or a run "
+                    "directory with checkpoints)") from None
+    try:
+        state = read_state_dict(path)
+    except WeightsError as e:
+        raise WeightsError(f"train.init_from: {e}") from None
     out = {}
     for key, value in state.items():
         for prefix in ("module.", "_orig_mod."):
@@ -96,7 +96,7 @@ def init_model_from(model: nn.Module, path: str | Path, temporal_from_spatial: b
     With an image DiT source and ``temporal_from_spatial=False`` the temporal blocks keep their fresh
     initialisation; otherwise DiT block ``i`` initialises Latte block ``i`` whatever its kind (official).
     """
-    state, unmapped = _from_official_t2v(read_state_dict(path), str(path))
+    state, unmapped = _from_official_t2v(read_init_weights(path), str(path))
     report = InitReport(source=str(path))
     report.skipped += [(k, "no counterpart in our layout") for k in unmapped]
     target = model.state_dict()

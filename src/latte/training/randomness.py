@@ -8,17 +8,12 @@
 """
 from __future__ import annotations
 
-import contextlib
 import random
 
 import numpy as np
 import torch
 
-
-def mix_seed(*parts: int) -> int:
-    """A well-mixed 63-bit seed from integers (order matters)."""
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFFFFFFFFFF for p in parts]).generate_state(1, np.uint64)[0]
-               & 0x7FFFFFFFFFFFFFFF)
+from latte.seeding import mix_seed
 
 
 def per_sample_draws(keys: list[int], seed: int, step: int, num_timesteps: int, latent_shape: tuple[int, ...],
@@ -36,12 +31,6 @@ def per_sample_draws(keys: list[int], seed: int, step: int, num_timesteps: int, 
         us.append(torch.rand(1, generator=generator, device=device))
         noises.append(torch.randn(latent_shape, generator=generator, device=device))
     return torch.cat(ts), torch.stack(noises), torch.cat(us)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def capture_rng_state() -> dict:
@@ -68,14 +57,3 @@ def restore_rng_state(state: dict) -> None:
     random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
 
 
-@contextlib.contextmanager
-def forked_rng(seed: int):
-    """Run a block with all global CPU RNGs seeded by ``seed``, restoring the previous states afterwards."""
-    py_state, np_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        seed_everything(seed)
-        try:
-            yield
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)

@@ -61,7 +61,7 @@ class Task(Protocol):
 
 
 class TaskBase:
-    """Defaults: no blocks, no validation, weights as ``model.safetensors``, no extra state."""
+    """Defaults: no blocks, no validation, weights as ``model.safetensors``, no config file, no extra state."""
 
     name = "train"
     model_dir = "model"
@@ -104,6 +104,9 @@ class TaskBase:
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
+
+    def save_config(self, folder: Path) -> None:
+        pass
 
     def check_resume(self, checkpoint_dir: Path) -> None:
         pass

@@ -27,7 +27,7 @@ def engine_config(cfg: ClassifierTrainConfig, run_dir: Optional[str] = None) -> 
     """The engine settings of a ``latte train-classifier`` config (no EMA, no clipping, cosine decay to 0)."""
     return TrainConfig(run_dir=run_dir, seed=cfg.seed, max_steps=cfg.max_steps, batch_size=cfg.batch_size,
                        lr=cfg.lr, lr_schedule="cosine", warmup_steps=0, weight_decay=cfg.weight_decay,
-                       clip_grad_norm=None, ema_decay=None, log_every=max(1, cfg.max_steps // 10),
+                       clip_grad_norm=None, ema_decay=None, log_every=cfg.max_steps,
                        ckpt_every=cfg.max_steps, keep_last=1, num_workers=0)
 
 

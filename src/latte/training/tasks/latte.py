@@ -27,8 +27,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from latte.config import ConfigError, to_dict
+from latte.io import load_yaml_mapping
 from latte.training.config import RunConfig, save_run_config
-from latte.training.randomness import mix_seed, per_sample_draws
+from latte.seeding import mix_seed
+from latte.training.randomness import per_sample_draws
+from latte.models.lora import ADAPTER_FILE, has_lora, join_lora_state, save_lora, split_lora_state
 from latte.training.tasks import TaskBase
 
 __all__ = ["LatteTask", "CaptionFeatures"]
@@ -232,7 +235,22 @@ class LatteTask(TaskBase):
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def save_weights(self, model: nn.Module, folder: Path, state_dict: Optional[dict]) -> None:
-        model.save_pretrained(folder, state_dict=state_dict)
+        """A ``Latte.save_pretrained`` folder; with LoRA the base weights there (loadable as they are) and the
+        adapter beside them (``adapter.safetensors`` + ``adapter_config.json``: ``latte sample --lora``)."""
+        if not has_lora(model):
+            model.save_pretrained(folder, state_dict=state_dict)
+            return
+        base, adapter = split_lora_state(state_dict if state_dict is not None else model.state_dict())
+        model.save_pretrained(folder, state_dict=base)
+        save_lora(model, folder, adapter)
+
+    def load_weights(self, model: nn.Module, folder: Path) -> None:
+        from safetensors.torch import load_file
+
+        state = load_file(str(Path(folder) / "model.safetensors"))
+        if has_lora(model):
+            state = join_lora_state(model, state, load_file(str(Path(folder) / ADAPTER_FILE)))
+        model.load_state_dict(state)
 
     def save_config(self, folder: Path) -> None:
         save_run_config(self.config, Path(folder) / "run_config.yaml")
@@ -241,9 +259,7 @@ class LatteTask(TaskBase):
             (Path(folder) / "class_names.json").write_text(json.dumps(list(class_names), indent=1) + "\n")
 
     def check_resume(self, checkpoint_dir: Path) -> None:
-        import yaml
-
-        saved = yaml.safe_load((checkpoint_dir / "run_config.yaml").read_text())
+        saved = load_yaml_mapping(checkpoint_dir / "run_config.yaml", "run config")
         mine = to_dict(self.config.model)
         if saved.get("model") != mine:
             diff = [k for k in set(saved.get("model", {})) | set(mine) if saved.get("model", {}).get(k) != mine.get(k)]

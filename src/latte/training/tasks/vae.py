@@ -22,7 +22,7 @@ from latte.encoders.vae_training import (VAETrainConfig, build_vae, build_vae_da
                                          pick_frames, reconstruction_psnr, video_frames)
 from latte.training.config import TrainConfig
 from latte.training.engine import Engine
-from latte.training.randomness import mix_seed
+from latte.seeding import mix_seed
 from latte.training.tasks import TaskBase
 
 __all__ = ["VAETask", "train_vae", "engine_config"]

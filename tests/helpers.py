@@ -1,6 +1,7 @@
-"""Shared helpers for the training tests (tiny model, structured data) and a subprocess entry point.
+"""Shared test helpers: a tiny Latte run config and structured data, a fake text encoder, and a subprocess
+entry point for the kill/resume tests.
 
-``python tests/test_train_common.py CONFIG.json [--resume PATH] [--kill-at-step N] [--kill-in-save N]
+``python tests/helpers.py CONFIG.json [--resume PATH] [--kill-at-step N] [--kill-in-save N]
 [--signal-at-step N]`` trains in a fresh process; the kill options SIGKILL it at a chosen moment.
 """
 from __future__ import annotations
@@ -57,6 +58,27 @@ def state_of(ckpt_dir, which: str = "model") -> dict:
     return load_file(os.path.join(ckpt_dir, which, "model.safetensors"))
 
 
+class FakeTextEncoder:
+    """Deterministic features per prompt (fast stand-in for MiniLM/T5); the empty prompt gives zeros."""
+
+    dim, max_length, truncate_to_valid = 16, 5, False
+
+    def __init__(self):
+        self.calls = 0
+
+    def encode(self, prompts):
+        self.calls += 1
+        hidden = torch.stack([torch.full((5, 16), float(len(p))) for p in prompts])
+        mask = torch.stack([torch.arange(5) < (1 + len(p) % 4 if p else 1) for p in prompts])
+        return hidden, mask
+
+    def null_embedding(self):
+        return self.encode([""])
+
+    def identity(self):
+        return {"kind": "fake"}
+
+
 def distributed_worker(rank: int, world_size: int, port: int, config: dict) -> None:
     """One rank of a CPU/gloo process group training ``config`` on :func:`tiny_dataset` (for mp.spawn)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
@@ -90,14 +112,14 @@ def _main(argv: list[str]) -> int:
             os.kill(os.getpid(), signal.SIGTERM)
 
     if a.kill_in_save is not None:  # die after the first file of that checkpoint is on disk
-        real_fsync = ckpt._fsync_path
+        real_fsync = ckpt.fsync_path
 
         def dying_fsync(path):
             real_fsync(path)
             if f"step_{a.kill_in_save:07d}" in str(path):
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        ckpt._fsync_path = dying_fsync
+        ckpt.fsync_path = dying_fsync
     result = train(config, dataset=tiny_dataset(), resume=a.resume, on_step_end=on_step_end)
     print(json.dumps({"step": result.step, "stopped_by": result.stopped_by}))
     return 0
