@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from latte.config import ConfigError
-from latte.interop.official import CheckpointError, StateDict, _strict_fill, read_state_dict
+from latte.io import StateDict, WeightsError, load_state_dict_strict, read_state_dict
 from latte.models.config import UNet3DConfig, unet3d_preset
 from latte.models.unet3d import UNet3D, is_temporal_key
 
@@ -191,7 +191,7 @@ def load_lavie(checkpoint: Union[str, Path, StateDict], stage: str, config: Opti
     cfg = unet3d_config_from_official(config if config is not None else OFFICIAL_CONFIGS[stage], stage)
     source = str(checkpoint) if not isinstance(checkpoint, dict) else "state dict"
     model = UNet3D(cfg)
-    _strict_fill(model, read_state_dict(checkpoint), [], source)
+    load_state_dict_strict(model, read_state_dict(checkpoint), source)
     return OfficialLaVie(model.eval(), stage)
 
 
@@ -217,7 +217,7 @@ def init_from_unet2d(unet2d: Union[str, Path, StateDict], config: Union[UNet3DCo
     if missing or unexpected:
         parts = [f"{what} key(s) {keys[:8]}{' ...' if len(keys) > 8 else ''}"
                  for what, keys in (("missing spatial", missing), ("unexpected", unexpected)) if keys]
-        raise CheckpointError(f"{source}: does not match the U-Net's spatial layers: {'; '.join(parts)}")
+        raise WeightsError(f"{source}: does not match the U-Net's spatial layers: {'; '.join(parts)}")
     new = {}
     for key in spatial:
         value, target = sd2d[key], own[key]
@@ -226,23 +226,35 @@ def init_from_unet2d(unet2d: Union[str, Path, StateDict], config: Union[UNet3DCo
             padded[:, : value.shape[1]] = value
             value = padded
         if tuple(value.shape) != tuple(target.shape):
-            raise CheckpointError(f"{source}: key '{key}' has shape {tuple(value.shape)}, the U-Net expects "
+            raise WeightsError(f"{source}: key '{key}' has shape {tuple(value.shape)}, the U-Net expects "
                                   f"{tuple(target.shape)}")
         new[key] = value.to(target.dtype)
     model.load_state_dict(new, strict=False)
     return model
 
 
+# diffusers UNet2DConditionModel options that must keep these values (they change the computation, not the keys)
+_DIFFUSERS_FIXED = dict(transformer_layers_per_block=1, time_embedding_type="positional", conv_in_kernel=3,
+                        conv_out_kernel=3, attention_type="default", addition_embed_type=None, encoder_hid_dim=None,
+                        time_cond_proj_dim=None, class_embeddings_concat=False, resnet_out_scale_factor=1.0,
+                        resnet_skip_time_act=False, timestep_post_act=None, cross_attention_norm=None,
+                        time_embedding_dim=None, time_embedding_act_fn=None, dropout=0.0)
+
+
 def unet3d_config_from_diffusers(folder: Union[str, Path], stage: str) -> UNet3DConfig:
     """``UNet3DConfig`` for a diffusers ``unet/`` folder (its ``config.json``) inflated to the given stage."""
-    data = json.loads((Path(folder) / "config.json").read_text())
+    path = Path(folder) / "config.json"
+    data = json.loads(path.read_text())
+    for key, value in _DIFFUSERS_FIXED.items():
+        if data.get(key, value) != value:
+            raise ConfigError(f"{path}: '{key}' = {data[key]!r} is not supported (only {value!r})")
     keep = {k: v for k, v in data.items() if k in _KNOWN and k not in _IGNORED}
+    if data.get("num_attention_heads") is not None:  # newer diffusers name for the head count
+        keep["attention_head_dim"] = data["num_attention_heads"]
     if stage == "interp":
         keep["in_channels"] = keep.get("in_channels", 4) + 4
         keep["use_first_frame"] = True
     if stage == "vsr":
-        keep.update(down_temporal_idx=list(range(len(keep["block_out_channels"]))), mid_temporal=True)
-        keep["up_temporal_idx"] = keep["down_temporal_idx"]
-    for key in ("mid_block_type",):
-        keep.pop(key, None)
+        levels = list(range(len(keep["block_out_channels"])))
+        keep.update(down_temporal_idx=levels, up_temporal_idx=levels, mid_temporal=True)
     return unet3d_config_from_official(keep, stage)

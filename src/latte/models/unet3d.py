@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from latte.config import from_dict, to_dict
+from latte.io import load_state_dict_strict, read_state_dict
 from latte.models.config import UNet3DConfig
 from latte.models.layers import GEGLUFeedForward, apply_rope, attend, merge_heads, rope_tables, split_heads, \
     timestep_embedding
@@ -643,8 +644,6 @@ class UNet3D(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: Union[str, Path], device="cpu", **overrides) -> "UNet3D":
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         cfg_path, weights = directory / "config.json", directory / "model.safetensors"
         for pth in (cfg_path, weights):
@@ -654,7 +653,7 @@ class UNet3D(nn.Module):
         data = json.loads(cfg_path.read_text())
         data.update(overrides)
         model = cls(from_dict(UNet3DConfig, data))
-        model.load_state_dict(load_file(str(weights), device=str(device)))
+        load_state_dict_strict(model, read_state_dict(weights), str(weights))
         return model.to(device)
 
 
