@@ -34,7 +34,7 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
-from latte.config import ConfigError, from_dict, load_yaml, option, to_dict
+from latte.config import ConfigError, load_yaml, option, to_dict
 from latte.data.transforms import DOWNSAMPLE_KERNELS, downsample, interpolation_condition, random_crop_offsets
 from latte.diffusion import DiffusionConfig, noise_augmentation
 from latte.diffusion.gaussian import GaussianDiffusion, beta_schedule, mean_flat
@@ -189,10 +189,6 @@ def is_lavie_config(data: dict) -> bool:
 def load_lavie_run_config(path, overrides: Optional[list[str]] = None) -> LavieRunConfig:
     """Read and validate a LaVie run config YAML file (with ``key.sub=value`` overrides)."""
     return load_yaml(path, LavieRunConfig, overrides)
-
-
-def lavie_run_config_from_dict(data: dict) -> LavieRunConfig:
-    return from_dict(LavieRunConfig, data)
 
 
 class LavieTask(LatteTask):
