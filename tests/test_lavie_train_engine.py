@@ -19,9 +19,9 @@ from latte.models.unet3d import BLOCK_CLASSES, is_temporal_key
 from latte.training import TensorItems
 from latte.training import checkpoint as ckpt
 from latte.training.engine import run
-from latte.training.randomness import seed_everything
+from latte.seeding import seed_everything
 from latte.training.tasks.lavie import LavieRunConfig, LavieTask, train_lavie
-from test_train_common import moving_blobs, state_of
+from helpers import FakeTextEncoder, moving_blobs, state_of
 
 TINY_UNET = dict(block_out_channels=[32, 32], layers_per_block=1, num_heads=1, norm_num_groups=8,
                  cross_attention_dim=16)
@@ -222,28 +222,12 @@ def test_lora_trains_only_adapters(tmp_path):
     assert all(torch.equal(trained[renamed[k]], initial[k]) for k in initial)  # nothing else did
 
 
-class _Captions:
-    """A text encoder for tests: a caption's features are its words' hashes; '' is all zeros."""
-
-    dim = 16
-
-    def encode(self, captions):
-        hidden = torch.zeros(len(captions), 3, self.dim)
-        for i, c in enumerate(captions):
-            for j, word in enumerate(c.split()[:3]):
-                hidden[i, j] = torch.randn(self.dim, generator=torch.Generator().manual_seed(hash(word) % 2**31))
-        return hidden, torch.ones(len(captions), 3, dtype=torch.long)
-
-    def null_embedding(self):
-        return self.encode([""])
-
-
 def test_base_joint_image_video_with_captions_and_dropout(tmp_path):
     """Video frames get the clip's caption, each appended still its own; dropped captions are the empty one."""
     data = lavie_config("base", tmp_path, max_steps=2, num_images=2, text_dropout_prob=0.5)
     data["lavie"]["conditioning"] = "text"
     dataset = TensorItems(moving_blobs(8, 4, 6, 8), captions=[f"clip {i}" for i in range(8)])
-    items = [dict(dataset[i], image_captions=[f"still {i}a", f"still {i}b"]) for i in range(8)]
+    items = [dict(dataset[i], image_captions=[f"still {i}a", f"still {i}bb"]) for i in range(8)]
 
     class WithStills(torch.utils.data.Dataset):
         def __len__(self):
@@ -263,7 +247,7 @@ def test_base_joint_image_video_with_captions_and_dropout(tmp_path):
 
     model.forward = spy
     task.build_model = lambda device, resuming: model
-    task.text_encoder = _Captions()
+    task.text_encoder = FakeTextEncoder()  # features depend on the caption length
     run(task, task.config.train, device="cpu", progress=False)
     assert len(seen) == 2
     dropped = []

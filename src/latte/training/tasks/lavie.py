@@ -42,7 +42,8 @@ from latte.io import load_state_dict_strict, read_state_dict
 from latte.models.config import UNet3DConfig
 from latte.training.config import (AutoencoderConfig, DataConfig, TextEncoderConfig, TrainConfig,
                                    ValidationConfig, WandbConfig)
-from latte.training.randomness import mix_seed, per_sample_draws
+from latte.seeding import mix_seed
+from latte.training.randomness import per_sample_draws
 from latte.training.tasks.latte import LatteTask
 from latte.training.tasks.lavie_objectives import interpolation_inputs, super_resolution_inputs
 
