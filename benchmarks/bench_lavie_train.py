@@ -148,7 +148,7 @@ def eval_vsr(config, checkpoint, clips: int, sample_steps: int, noise_level: int
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stages", nargs="+", default=["interp", "vsr"], choices=["interp", "vsr"])
-    p.add_argument("--steps", type=int, default=2400, help="optimizer steps per stage (~0.18 CPU s each)")
+    p.add_argument("--steps", type=int, default=4000, help="optimizer steps per stage (~0.18 CPU s each)")
     p.add_argument("--clips", type=int, default=32, help="held-out clips per stage")
     p.add_argument("--sample-steps", type=int, default=25)
     p.add_argument("--noise-level", type=int, default=10, help="vsr: low-resolution augmentation level")
