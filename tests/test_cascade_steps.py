@@ -118,7 +118,9 @@ def test_interp_conditioning_map_16_to_61():
     per_base = fx["latents_of_read_frames"][:, :, fx["lr_indice"]]  # the latents of base frames 0..15
     assert torch.equal(per_base[:, :, idx], fx["copied"])
     # generalised factor: n -> k(n-1)+1, key frames at multiples of k
-    assert interp_condition_indices(3, 2) == [0, 1, 1, 2, 2]
+    assert interp_condition_indices(3, 2) == [0, 0, 1, 1, 2]  # nearest input frame, ties to the earlier
+    from latte.data.transforms import interpolation_source_frames  # the rule the interpolation task trains with
+    assert interp_condition_indices(5, 3) == interpolation_source_frames(5, 3).tolist()
     assert [interp_condition_indices(5, 3)[3 * m] for m in range(5)] == list(range(5))
     with pytest.raises(ValueError, match="factor"):
         interp_condition_indices(16, 1)

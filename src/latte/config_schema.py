@@ -10,9 +10,11 @@ def all_sections() -> list[tuple[str, type]]:
     from latte.encoders.vae_training import VAETrainConfig
     from latte.metrics.synthetic import ClassifierTrainConfig
     from latte.training.config import RunConfig
+    from latte.training.tasks.lavie import LavieRunConfig
 
     return [
         ("Run configuration (latte train)", RunConfig),
+        ("LaVie cascade stage (latte train, a config with a lavie: section)", LavieRunConfig),
         ("Latent cache (latte cache)", CacheConfig),
         ("VAE training (latte train-vae)", VAETrainConfig),
         ("Synthetic-attribute classifier (latte train-classifier)", ClassifierTrainConfig),

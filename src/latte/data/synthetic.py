@@ -104,11 +104,19 @@ def shape_coverage(kind: str, value: str, xs: np.ndarray, ys: np.ndarray, cx: fl
 
 
 def render_clip(attrs: dict, num_frames: int = 16, size: int = 32, seed: int = 0, background: str = "black",
-                object_scale: float = 0.45) -> np.ndarray:
-    """Draw one clip: uint8 ``(num_frames, size, size, 3)``.
+                object_scale: float = 0.45, frame_rate: int = 1, upscale: int = 1) -> np.ndarray:
+    """Draw one clip: uint8 ``(frame_rate·(num_frames−1)+1, size·upscale, size·upscale, 3)``.
 
     ``attrs`` has ``color``, ``direction``, ``speed`` and either ``shape`` or ``digit``. ``seed`` fixes the
     start position (and the noise background). ``object_scale``: object width as a fraction of the frame.
+
+    The same clip at other frame rates and resolutions (ground truth for a cascade's stages):
+
+    - ``frame_rate`` k: the same motion sampled k times as often; frame ``k·j`` of the result is exactly frame j
+      of the ``frame_rate=1`` clip (the interpolation stage's target for ``num_frames`` base frames).
+    - ``upscale`` s: the same scene on an s times finer pixel grid (object positions and sizes are those of the
+      ``size`` clip; the noise background is the ``size`` one with every pixel repeated s×s), so an s×s area
+      average of the result is the ``size`` clip up to the rounding of the edge pixels (super-resolution target).
     """
     if ("shape" in attrs) == ("digit" in attrs):
         raise ValueError(f"attributes need exactly one of 'shape' or 'digit', got {attrs}")
@@ -117,6 +125,8 @@ def render_clip(attrs: dict, num_frames: int = 16, size: int = 32, seed: int = 0
             raise ValueError(f"attribute {key}={attrs.get(key)!r} is not one of {', '.join(VOCAB[key])}")
     if background not in BACKGROUNDS:
         raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, got {background!r}")
+    if frame_rate < 1 or upscale < 1:
+        raise ValueError(f"frame_rate and upscale must be integers >= 1, got {frame_rate} and {upscale}")
     rng = np.random.default_rng(seed)
     kind, value = ("shape", attrs["shape"]) if "shape" in attrs else ("digit", str(attrs["digit"]))
     r = object_scale * size / 2
@@ -133,23 +143,26 @@ def render_clip(attrs: dict, num_frames: int = 16, size: int = 32, seed: int = 0
         x0 = r + across
         y0 = r + (along if dy > 0 else free - along)
 
+    out_size = size * upscale
     if background == "black":
-        canvas = np.zeros((size, size, 3), dtype=np.float32)
+        canvas = np.zeros((out_size, out_size, 3), dtype=np.float32)
     elif background == "gray":
-        canvas = np.full((size, size, 3), 96.0, dtype=np.float32)
+        canvas = np.full((out_size, out_size, 3), 96.0, dtype=np.float32)
     else:  # static low-amplitude noise, fixed by the seed
         canvas = rng.uniform(0, 48, size=(size, size, 1)).astype(np.float32).repeat(3, axis=2)
+        canvas = canvas.repeat(upscale, axis=0).repeat(upscale, axis=1)
 
     s = _SUPERSAMPLE
-    grid = (np.arange(size * s) + 0.5) / s
+    grid = (np.arange(out_size * s) + 0.5) / (s * upscale)  # sample points in units of the size-grid pixels
     xs, ys = np.meshgrid(grid, grid)
     color = np.array(COLORS[attrs["color"]], dtype=np.float32)
-    frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
-    for t in range(num_frames):
-        progress = t / max(1, num_frames - 1)
+    num_out = frame_rate * (num_frames - 1) + 1 if num_frames > 0 else 0
+    frames = np.empty((num_out, out_size, out_size, 3), dtype=np.uint8)
+    for t in range(num_out):
+        progress = t / (frame_rate * max(1, num_frames - 1))
         cx, cy = x0 + dx * travel * progress, y0 + dy * travel * progress
         ink = shape_coverage(kind, value, xs, ys, cx, cy, r).astype(np.float32)
-        alpha = ink.reshape(size, s, size, s).mean(axis=(1, 3))[..., None]
+        alpha = ink.reshape(out_size, s, out_size, s).mean(axis=(1, 3))[..., None]
         frames[t] = np.clip(canvas * (1 - alpha) + color * alpha + 0.5, 0, 255).astype(np.uint8)
     return frames
 
@@ -237,11 +250,12 @@ class SyntheticDataset(torch.utils.data.Dataset):
         """The attributes of item ``index`` (``shape``/``digit``, ``color``, ``direction``, ``speed``)."""
         return sample_attributes(self.spec, self.combos, self.seed, index)[1]
 
-    def render(self, index: int) -> np.ndarray:
-        """uint8 ``(F, S, S, 3)`` frames of item ``index``."""
+    def render(self, index: int, frame_rate: int = 1, upscale: int = 1) -> np.ndarray:
+        """uint8 ``(F, S, S, 3)`` frames of item ``index``; ``frame_rate``/``upscale`` > 1 give the same clip
+        with ``frame_rate·(F−1)+1`` frames of ``S·upscale`` pixels (see :func:`render_clip`)."""
         _, attrs, render_seed = sample_attributes(self.spec, self.combos, self.seed, index)
         return render_clip(attrs, self.num_frames, self.size, render_seed, self.spec.background,
-                           self.spec.object_scale)
+                           self.spec.object_scale, frame_rate=frame_rate, upscale=upscale)
 
     def _item(self, index: int, frames: np.ndarray, key: str) -> dict:
         class_id, attrs, _ = sample_attributes(self.spec, self.combos, self.seed, index)

@@ -15,6 +15,10 @@ Spatial: videos are float tensors ``(F, 3, H, W)`` in [0, 1] until :func:`normal
 ``resize_center_crop`` is the official ``UCFCenterCropVideo`` (bilinear rescale of the short side to ``size``,
 then a centered crop); ``center_crop_resize`` is ``CenterCropResizeVideo`` (centered square crop of the short
 side, then a bilinear resize).
+
+Cascade pairs (LaVie stages, built from one clip): temporal interpolation conditions output frame j of a ×k clip
+on base frame ``interpolation_source_frames(n, k)[j]`` (:func:`interpolation_condition`); super-resolution pairs
+a clip with its ×f :func:`downsample` (aligned crops via :func:`random_crop_offsets`).
 """
 from __future__ import annotations
 
@@ -35,6 +39,12 @@ __all__ = [
     "normalize",
     "to_uint8",
     "VideoTransform",
+    "interpolation_source_frames",
+    "expand_base_frames",
+    "interpolation_condition",
+    "DOWNSAMPLE_KERNELS",
+    "downsample",
+    "random_crop_offsets",
 ]
 
 
@@ -139,3 +149,81 @@ class VideoTransform:
             video = hflip(video)
         video = self.crop(video, self.size, antialias=self.antialias)
         return normalize(video).permute(1, 0, 2, 3).contiguous()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Cascade pairs: temporal interpolation and super-resolution
+# --------------------------------------------------------------------------------------------------------------
+
+
+def interpolation_source_frames(num_base: int, factor: int) -> np.ndarray:
+    """Base frame each output frame of a ×``factor`` temporal interpolation is conditioned on, int64
+    ``(factor·(num_base−1)+1,)``.
+
+    Output frame j sits at base time ``j/k``; it is conditioned on the nearest base frame, ties going to the
+    earlier one: ``⌊(2j + k − 1) / 2k⌋``. For k = 4 this is LaVie's official ``⌊(j+1)/4⌋`` (16 → 61: frame 0
+    three times, frames 1–14 four times, frame 15 twice); for k = 3 it is ``⌊(j+1)/3⌋``; k = 1 is the identity.
+    Every k-th output frame ``k·i`` is conditioned on base frame i itself.
+    """
+    if num_base < 1 or factor < 1:
+        raise ValueError(f"interpolation needs num_base >= 1 and factor >= 1, got {num_base} and {factor}")
+    j = np.arange(factor * (num_base - 1) + 1, dtype=np.int64)
+    return (2 * j + factor - 1) // (2 * factor)
+
+
+def expand_base_frames(base: torch.Tensor, factor: int, dim: int = 2) -> torch.Tensor:
+    """The interpolation condition from ``n`` base frames along ``dim`` (e.g. latents ``(B, C, n, h, w)``):
+    ``factor·(n−1)+1`` frames, output frame j = base frame :func:`interpolation_source_frames` ``[j]``."""
+    index = torch.from_numpy(interpolation_source_frames(base.shape[dim], factor)).to(base.device)
+    return base.index_select(dim, index)
+
+
+def interpolation_condition(video: torch.Tensor, factor: int, dim: int = 2) -> torch.Tensor:
+    """Training pair of the interpolation stage from one high-frame-rate clip of ``F = factor·(n−1)+1`` frames
+    along ``dim``: its every ``factor``-th frame (the base clip, n frames) expanded back to F frames by
+    :func:`expand_base_frames`. Same shape as ``video``."""
+    frames = video.shape[dim]
+    if (frames - 1) % factor:
+        raise ValueError(f"interpolation ×{factor}: a training clip needs {factor}·(n−1)+1 frames (e.g. "
+                         f"{factor * 15 + 1} for 16 base frames), got {frames}")
+    base = video.index_select(dim, torch.arange(0, frames, factor, device=video.device))
+    return expand_base_frames(base, factor, dim)
+
+
+DOWNSAMPLE_KERNELS = ("area", "bicubic")
+
+
+def downsample(video: torch.Tensor, factor: int, kernel: str = "area") -> torch.Tensor:
+    """Shrink the last two dims ``(..., H, W)`` → ``(..., H/factor, W/factor)`` (H and W divisible by factor).
+
+    ``area``: the mean of each ``factor × factor`` block (box filter; the synthetic renderer anti-aliases the
+    same way, so a downsampled ×4 render is the base render up to rounding). ``bicubic``: antialiased bicubic
+    (Keys a = −0.5, the support widened by ``factor``: PIL's ``Image.resize(BICUBIC)``).
+    """
+    if kernel not in DOWNSAMPLE_KERNELS:
+        raise ValueError(f"downsample kernel must be one of {', '.join(DOWNSAMPLE_KERNELS)}, got {kernel!r}")
+    h, w = video.shape[-2:]
+    if factor < 1 or h % factor or w % factor:
+        raise ValueError(f"downsample ×{factor}: frame {h}x{w} is not divisible by the factor")
+    flat = video.reshape(-1, 1, h, w)
+    if kernel == "area":
+        small = F.avg_pool2d(flat, factor)
+    else:
+        small = F.interpolate(flat, size=(h // factor, w // factor), mode="bicubic", align_corners=False,
+                              antialias=True)
+    return small.reshape(*video.shape[:-2], h // factor, w // factor)
+
+
+def random_crop_offsets(height: int, width: int, crop_height: int, crop_width: int, multiple: int = 1,
+                        generator: Optional[torch.Generator] = None) -> tuple[int, int]:
+    """``(top, left)`` of a uniformly random ``crop_height × crop_width`` window inside ``height × width``,
+    both multiples of ``multiple`` (so the window maps exactly onto a ×multiple smaller grid: low-resolution
+    frames, latents)."""
+    if crop_height > height or crop_width > width:
+        raise ValueError(f"crop {crop_height}x{crop_width} is larger than the frame {height}x{width}")
+    if crop_height % multiple or crop_width % multiple:
+        raise ValueError(f"crop {crop_height}x{crop_width} must be a multiple of {multiple}")
+    rows = (height - crop_height) // multiple + 1
+    cols = (width - crop_width) // multiple + 1
+    top, left = divmod(int(torch.randint(rows * cols, (1,), generator=generator)), cols)
+    return top * multiple, left * multiple

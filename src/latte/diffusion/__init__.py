@@ -5,11 +5,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from latte.config import ConfigError, option
-from latte.diffusion.gaussian import PREDICTION_TYPES, GaussianDiffusion, beta_schedule, respaced, space_timesteps
+from latte.diffusion.gaussian import (BETA_SCHEDULES, PREDICTION_TYPES, GaussianDiffusion, beta_schedule, respaced,
+                                     space_timesteps)
 from latte.diffusion.guidance import classifier_free_guidance
 
-__all__ = ["DiffusionConfig", "GaussianDiffusion", "create_diffusion", "space_timesteps",
-           "classifier_free_guidance", "PREDICTION_TYPES"]
+__all__ = ["DiffusionConfig", "GaussianDiffusion", "create_diffusion", "space_timesteps", "noise_augmentation",
+           "classifier_free_guidance", "PREDICTION_TYPES", "BETA_SCHEDULES"]
 
 
 @dataclass
@@ -53,3 +54,12 @@ def diffusion_from_config(cfg: DiffusionConfig, learn_sigma: bool, timestep_resp
     """The process a run trains with (or, given ``timestep_respacing``, samples with)."""
     spacing = cfg.timestep_respacing if timestep_respacing is None else timestep_respacing
     return create_diffusion(spacing, cfg.noise_schedule, learn_sigma, cfg.diffusion_steps, cfg.prediction_type)
+
+
+def noise_augmentation(schedule: str = "scaled_linear", num_steps: int = 1000) -> GaussianDiffusion:
+    """The forward process that noises a *condition* at its own level ``n`` (a timestep of this process):
+    ``process.q_sample(cond, n, noise) = √ᾱ_n·cond + √(1−ᾱ_n)·noise``.
+
+    Default: LaVie super-resolution's low-resolution augmentation (scaled-linear betas, levels 0..999, the level
+    is also the U-Net's class label; spec §7: n = 50 gives 0.995411 / 0.095688)."""
+    return GaussianDiffusion(beta_schedule(schedule, num_steps), learn_sigma=False)

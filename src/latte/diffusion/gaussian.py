@@ -25,15 +25,26 @@ from tqdm.auto import tqdm
 # --------------------------------------------------------------------------------------------------------------
 
 
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+
+
 def beta_schedule(name: str, num_steps: int) -> np.ndarray:
-    """``linear`` (official: 1e-4 → 0.02, scaled for T ≠ 1000) or ``squaredcos_cap_v2`` betas, float64."""
+    """Betas (float64, ``(num_steps,)``) of schedule ``name``:
+
+    - ``linear``: official Latte/LaVie, ``linspace(1e-4, 0.02)`` (both ends scaled by ``1000/T`` for T ≠ 1000);
+    - ``scaled_linear``: Stable Diffusion's ``linspace(√1e-4, √0.02)²`` (LaVie's low-resolution noise
+      augmentation for super-resolution; no rescaling for T ≠ 1000, as diffusers);
+    - ``squaredcos_cap_v2``: the cosine schedule.
+    """
     if name == "linear":
         scale = 1000 / num_steps
         return np.linspace(scale * 1e-4, scale * 0.02, num_steps, dtype=np.float64)
+    if name == "scaled_linear":
+        return np.linspace(1e-4 ** 0.5, 0.02 ** 0.5, num_steps, dtype=np.float64) ** 2
     if name == "squaredcos_cap_v2":
         f = lambda s: math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
         return np.array([min(1 - f((i + 1) / num_steps) / f(i / num_steps), 0.999) for i in range(num_steps)])
-    raise ValueError(f"unknown noise schedule '{name}' (use 'linear' or 'squaredcos_cap_v2')")
+    raise ValueError(f"unknown noise schedule '{name}' (use one of {', '.join(BETA_SCHEDULES)})")
 
 
 def extract(arr: torch.Tensor, t: torch.Tensor, shape) -> torch.Tensor:

@@ -16,7 +16,7 @@ Behaviour (``spec_lavie.md`` §7–8):
 
 * base: ε-prediction, DDPM 50 steps (timesteps 980…0), guidance 7.5, rows ``[negative, prompt]``;
 * interp: conditioning latents of the input frames (VAE posterior samples), output frame ``j`` conditioned on
-  input frame ``⌊(j+1)/k⌋`` (``n → k(n−1)+1`` frames, k = 4: 16 → 61), the official respaced DDIM-50 (eta 0),
+  the nearest input frame (official ``⌊(j+1)/4⌋`` for k = 4) (``n → k(n−1)+1`` frames, k = 4: 16 → 61), the official respaced DDIM-50 (eta 0),
   guidance 4, rows ``[prompt, "None"]``;
 * vsr: v-prediction DDIM 50 (981…1, last step to ᾱ₀), guidance 5, negative ``"blur, worst quality"``, the
   low-res frames noised once per chunk at noise level 50 with the scaled-linear schedule, chunks of 8 frames
@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from latte.data.transforms import interpolation_source_frames
 from latte.diffusion.gaussian import beta_schedule
 from latte.sampling.long_video import TemporalWindows, reschedule_noise, resolve_windows, windowed
 from latte.sampling.samplers import OFFICIAL_SAMPLERS, StepCallback, check_sampler, draw_noise, sample_loop
@@ -106,11 +107,13 @@ def interp_num_frames(num_frames: int, factor: int = 4) -> int:
 
 
 def interp_condition_indices(num_frames: int, factor: int = 4) -> list[int]:
-    """Input frame conditioning each output frame: ``j → ⌊(j+1)/k⌋`` (official for k = 4: frame 0 three times,
-    1…14 four times, 15 twice); output frame ``k·m`` is input frame ``m``."""
+    """Input frame conditioning each output frame, the rule the interpolation stage is trained with
+    (:func:`latte.data.transforms.interpolation_source_frames`: the nearest input frame, ties to the earlier;
+    official ``⌊(j+1)/4⌋`` for k = 4: frame 0 three times, 1…14 four times, 15 twice); output frame ``k·m`` is
+    input frame ``m``."""
     if factor < 2:
         raise ValueError(f"interpolation factor must be >= 2, got {factor}")
-    return [(j + 1) // factor for j in range(interp_num_frames(num_frames, factor))]
+    return interpolation_source_frames(num_frames, factor).tolist()
 
 
 def augmentation_alphas_cumprod(num_steps: int = 1000) -> torch.Tensor:
@@ -379,7 +382,7 @@ class LavieStage:
                     factor: int = 4, progress: bool = False, callback: Optional[StepCallback] = None) -> torch.Tensor:
         """Interp stage: video ``(1, 3, n, H, W)`` in [−1, 1] → ``(1, 3, k(n−1)+1, H, W)``. The input frames are
         VAE-encoded (posterior samples, drawn first from ``generator``), output frame ``j`` is conditioned on
-        input frame ``⌊(j+1)/k⌋``, all output latents start from noise; input frames are not pasted back."""
+        the nearest input frame (:func:`interp_condition_indices`), all output latents start from noise; input frames are not pasted back."""
         latents = self.autoencoder.encode(video.to(self.device), generator=generator)
         cond = latents[:, :, interp_condition_indices(video.shape[2], factor)]
         noise = draw_noise((1, latents.shape[1], *cond.shape[2:]), [generator], self.device)
