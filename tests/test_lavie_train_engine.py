@@ -12,7 +12,6 @@ import torch.multiprocessing as mp
 from diffusers import UNet2DConditionModel
 from safetensors.torch import save_file
 
-from conftest import REFERENCE
 from latte.config import ConfigError, from_dict, to_dict
 from latte.interop.lavie import unet3d_config_from_official
 from latte.models.unet3d import BLOCK_CLASSES, is_temporal_key
@@ -21,7 +20,7 @@ from latte.training import checkpoint as ckpt
 from latte.training.engine import run
 from latte.seeding import seed_everything
 from latte.training.tasks.lavie import LavieRunConfig, LavieTask, train_lavie
-from helpers import FakeTextEncoder, moving_blobs, state_of
+from helpers import REFERENCE, FakeTextEncoder, moving_blobs, state_of
 
 TINY_UNET = dict(block_out_channels=[32, 32], layers_per_block=1, num_heads=1, norm_num_groups=8,
                  cross_attention_dim=16)

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REFERENCE
 from latte.data.synthetic import render_clip
 from latte.data.transforms import (downsample, expand_base_frames, interpolation_condition,
                                    interpolation_source_frames, random_crop_offsets)
 from latte.diffusion import noise_augmentation
 from latte.diffusion.gaussian import GaussianDiffusion, beta_schedule
 from latte.training.tasks.lavie_objectives import interpolation_inputs, super_resolution_inputs
+
+from helpers import REFERENCE
 
 PIPELINE = torch.load(os.path.join(REFERENCE, "lavie_pipeline_tiny.pt"), weights_only=True)
 LINEAR = GaussianDiffusion(beta_schedule("linear", 1000), learn_sigma=False)
