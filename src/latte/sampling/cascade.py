@@ -30,17 +30,25 @@ stages 2–3 take the file name (prompt with spaces → underscores) as their pr
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from latte.config import ConfigError
+from latte.data import to_uint8
 from latte.data.transforms import interpolation_source_frames
+from latte.data.video_io import probe_video, read_all_frames, write_mp4
 from latte.diffusion.gaussian import beta_schedule
+from latte.encoders import build_autoencoder, build_text_encoder
+from latte.encoders.loading import MissingWeightsError, read_json, resolve_device, resolve_dtype
+from latte.interop.lavie import OfficialLaVie, load_lavie
+from latte.models.unet3d import UNet3D
 from latte.sampling.long_video import TemporalWindows, reschedule_noise, resolve_windows, windowed
+from latte.sampling.pipeline import SampleOutput
 from latte.sampling.samplers import OFFICIAL_SAMPLERS, StepCallback, check_sampler, draw_noise, sample_loop
 
 PathLike = Union[str, Path]
@@ -515,8 +523,6 @@ class CascadePipeline:
     """
 
     def __init__(self, base=None, interp=None, vsr=None, *, device=None, dtype=None, offload: bool = False):
-        from latte.encoders.loading import resolve_dtype
-
         for name, stage in (("interp", interp), ("vsr", vsr)):
             if stage is not None and getattr(stage, "kind", None) != name:
                 raise ValueError(f"{name}: expected a LavieStage of kind '{name}', got {stage!r}")
@@ -537,8 +543,6 @@ class CascadePipeline:
         """Stages from a folder laid out like the official ``pretrained_models/`` (see :func:`check_lavie_dir`).
         ``unets``: per-stage overrides of the U-Net weights (a LaVie ``.pt`` or our own saved U-Net folder);
         ``latte_base``: a text-to-video :class:`LattePipeline` used as the base stage instead of LaVie's."""
-        from latte.encoders.loading import resolve_device
-
         wanted = [s for s in stages if not (s == "base" and latte_base is not None)]
         built = {s: load_lavie_stage(lavie_dir, s, unet=(unets or {}).get(s), vae_chunk=vae_chunk,
                                      device=resolve_device("cpu")) for s in wanted}
@@ -593,8 +597,6 @@ class CascadePipeline:
         time. ``options``: any other :meth:`run` argument. Returns uint8 videos ``(N, F, H, W, 3)`` and one
         record per video (``index``, ``fps`` and the cascade record of :meth:`run`).
         """
-        from latte.sampling.pipeline import SampleOutput
-
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
             raise ValueError("pass at least one prompt")
@@ -673,11 +675,6 @@ class CascadePipeline:
                 sliding temporal windows (default: the trained length, half of it; 0: off), before interpolation
                 and super-resolution; recorded in the base stage's record as ``temporal_window``.
         """
-        import time
-
-        from latte.data import to_uint8
-        from latte.data.video_io import probe_video, read_all_frames, write_mp4
-
         stages = resolve_stages(stages, input is not None)
         missing = [s for s in stages if self.stages[s] is None]
         if missing:
@@ -778,8 +775,6 @@ def check_lavie_dir(lavie_dir: PathLike, stages: Sequence[str] = STAGES, unets: 
     ``stable-diffusion-x4-upscaler/{vae,text_encoder,tokenizer}`` (vsr). Anything missing is a
     :class:`latte.encoders.MissingWeightsError` naming the path and what was expected there.
     """
-    from latte.encoders.loading import MissingWeightsError
-
     root = Path(lavie_dir).expanduser()
     if not root.is_dir():
         raise MissingWeightsError(f"--lavie-dir {root}: folder not found (expected the official pretrained_models/ "
@@ -811,11 +806,6 @@ def _load_unet(path: Path, stage: str) -> torch.nn.Module:
     official constructor kwargs next to it gives another size, e.g. ``lavie_base.json``) or from our own
     folder (``config.json`` with those kwargs + the weights). A file of the wrong stage or shape is an error
     naming it."""
-    from latte.config import ConfigError
-    from latte.encoders.loading import read_json
-    from latte.interop.lavie import OfficialLaVie, load_lavie
-    from latte.models.unet3d import UNet3D
-
     config_file = path / "config.json" if path.is_dir() else path.with_suffix(".json")
     config = read_json(config_file) if config_file.is_file() else None
     if path.is_dir() and config is None:
@@ -845,9 +835,6 @@ def load_lavie_stage(lavie_dir: PathLike, stage: str, unet: Optional[PathLike] =
     """One :class:`LavieStage` from ``lavie_dir`` (official layout); ``unet`` overrides the U-Net weights.
     The text encoder's width must match the U-Net's cross-attention width, and the VAE must have 4 latent
     channels; a mismatch is an error naming the file and the expected value."""
-    from latte.encoders import build_autoencoder, build_text_encoder
-    from latte.encoders.loading import read_json
-
     path = check_lavie_dir(lavie_dir, [stage], {stage: unet} if unet else None)[stage]
     enc = Path(lavie_dir).expanduser() / ENCODER_DIRS[stage]
     model = _load_unet(path, stage)
