@@ -4,7 +4,6 @@ stage-specific set-up works (initialisation from a 2-D U-Net / a released checkp
 training, joint image-video batches, config errors)."""
 import os
 import signal
-import socket
 
 import pytest
 import torch
@@ -20,7 +19,7 @@ from latte.training import checkpoint as ckpt
 from latte.training.engine import run
 from latte.seeding import seed_everything
 from latte.training.tasks.lavie import LavieRunConfig, LavieTask, train_lavie
-from helpers import REFERENCE, FakeTextEncoder, moving_blobs, state_of
+from helpers import REFERENCE, FakeTextEncoder, free_port, moving_blobs, state_of
 
 TINY_UNET = dict(block_out_channels=[32, 32], layers_per_block=1, num_heads=1, norm_num_groups=8,
                  cross_attention_dim=16)
@@ -72,12 +71,6 @@ def distributed_worker(rank: int, world_size: int, port: int, config: dict, stag
     train_lavie(build(config), dataset=lavie_dataset(stage), device="cpu", progress=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _assert_identical(a_dir, b_dir):
     for which in ("model", "ema"):
         a, b = state_of(a_dir, which), state_of(b_dir, which)
@@ -126,7 +119,7 @@ def test_two_processes_equal_single_process_accumulation(tmp_path, stage, strate
     single = train_lavie(build(lavie_config(stage, tmp_path / "single", batch_size=4, **steps)),
                          dataset=lavie_dataset(stage), device="cpu", progress=False)
     config = lavie_config(stage, tmp_path / strategy, batch_size=2, distributed=strategy, **steps)
-    mp.spawn(distributed_worker, args=(2, _free_port(), config, stage), nprocs=2, join=True)
+    mp.spawn(distributed_worker, args=(2, free_port(), config, stage), nprocs=2, join=True)
     # A wrong sample, timestep or noise moves a weight by ~lr (1e-3: Adam's first steps are ~lr * sign(grad));
     # float reduction order (conv backward at batch 2 vs 4, gloo all-reduce) by ~1e-5 at most.
     for which in ("model", "ema"):

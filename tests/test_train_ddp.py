@@ -1,5 +1,4 @@
 """Data parallelism: 2 CPU processes (gloo) with batch B equal one process with batch 2B."""
-import socket
 
 import pytest
 import torch
@@ -7,13 +6,7 @@ import torch.multiprocessing as mp
 
 from latte.training import checkpoint as ckpt
 from latte.training.trainer import train
-from helpers import build, distributed_worker, state_of, tiny_config, tiny_dataset
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from helpers import build, distributed_worker, free_port, state_of, tiny_config, tiny_dataset
 
 
 def _compare(reference, other_dir):
@@ -28,7 +21,7 @@ def test_two_process_run_equals_single_process_on_combined_batch(tmp_path, strat
     steps = dict(max_steps=3, ckpt_every=3, grad_accum=2)
     single = train(build(tiny_config(tmp_path / "single", batch_size=4, **steps)), dataset=tiny_dataset())
     config = tiny_config(tmp_path / strategy, batch_size=2, distributed=strategy, **steps)
-    mp.spawn(distributed_worker, args=(2, _free_port(), config), nprocs=2, join=True)
+    mp.spawn(distributed_worker, args=(2, free_port(), config), nprocs=2, join=True)
     out = tmp_path / strategy / "checkpoints" / "step_0000003"
     _compare(single.last_checkpoint, out)
     state = ckpt.load_train_state(out)

@@ -15,7 +15,7 @@ from latte.interop.lavie import (
     unet3d_config_to_official,
 )
 from latte.models import UNet3D, unet3d_preset
-from latte.io import WeightsError
+from latte.io import InputError, WeightsError
 from latte.official import load_lavie
 
 from helpers import REFERENCE
@@ -82,7 +82,7 @@ def test_save_load_roundtrip(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(again(d["sample"], d["t"], d["encoder_hidden_states"]), d["out"],
                                    atol=1e-5, rtol=0)
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(InputError, match="config.json not found: a UNet3D model folder"):
         UNet3D.from_pretrained(tmp_path)
 
 

@@ -17,18 +17,15 @@ in spatial attention and skip temporal attention (and the temporal position embe
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from latte.config import from_dict, to_dict
-from latte.io import InputError, load_state_dict_strict, read_state_dict
 from latte.models.config import LatteConfig
+from latte.models.pretrained import PretrainedMixin
 from latte.models.layers import Mlp, apply_rope, attend, rope_tables, timestep_embedding
 
 # --------------------------------------------------------------------------------------------------------------
@@ -365,8 +362,10 @@ def block_kinds(cfg: LatteConfig) -> list[str]:
     return ["split_heads"] * cfg.depth
 
 
-class Latte(nn.Module):
+class Latte(PretrainedMixin, nn.Module):
     """Latent video diffusion transformer. See the module docstring for layout and conditioning."""
+
+    config_class = LatteConfig
 
     def __init__(self, config: LatteConfig):
         super().__init__()
@@ -577,33 +576,6 @@ class Latte(nn.Module):
     def head(self, tok: torch.Tensor, c: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Final layer and unpatchify: ``(B, F', N, D)`` → ``(B, C_out, F, H, W)`` for latent ``size = (H, W)``."""
         return self.unpatchify(self.final_layer(tok, c), *size)
-
-    # -- persistence (diffusers-style folder: config.json + model.safetensors) ------------------------------
-    def save_pretrained(self, directory: str | Path, state_dict: Optional[dict] = None) -> None:
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "config.json").write_text(json.dumps(to_dict(self.config), indent=2) + "\n")
-        sd = state_dict if state_dict is not None else self.state_dict()
-        save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, str(directory / "model.safetensors"))
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, device="cpu", **overrides) -> "Latte":
-        directory = Path(directory)
-        cfg_path, weights = directory / "config.json", directory / "model.safetensors"
-        for pth in (cfg_path, weights):
-            if not pth.is_file():
-                raise InputError(f"{pth} not found: a Latte model folder holds config.json and "
-                                 "model.safetensors (written by Latte.save_pretrained)")
-        try:
-            data = {**json.loads(cfg_path.read_text()), **overrides}
-            config = from_dict(LatteConfig, data)
-        except (ValueError, UnicodeDecodeError, TypeError) as e:  # JSONDecodeError, ConfigError
-            raise InputError(f"{cfg_path}: not a Latte model config ({e})") from None
-        model = cls(config)
-        load_state_dict_strict(model, read_state_dict(weights), str(weights))
-        return model.to(device)
 
 
 def _masked_mean(features: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:

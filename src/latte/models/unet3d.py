@@ -24,10 +24,8 @@ image's output depends only on that image, the timestep and the text.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, Optional, Union
 
 import torch
@@ -35,9 +33,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from latte.config import from_dict, to_dict
-from latte.io import load_state_dict_strict, read_state_dict
 from latte.models.config import UNet3DConfig
+from latte.models.pretrained import PretrainedMixin
 from latte.models.layers import GEGLUFeedForward, apply_rope, attend, merge_heads, rope_tables, split_heads, \
     timestep_embedding
 
@@ -499,8 +496,10 @@ class TimestepMLP(nn.Module):
 BLOCK_CLASSES = (ResBlock, Transformer3D, TemporalModule)
 
 
-class UNet3D(nn.Module):
+class UNet3D(PretrainedMixin, nn.Module):
     """Video latent-diffusion U-Net (LaVie base / interpolation / super-resolution). See the module docstring."""
+
+    config_class = UNet3DConfig
 
     def __init__(self, config: UNet3DConfig):
         super().__init__()
@@ -652,30 +651,6 @@ class UNet3D(nn.Module):
         x = self.conv_out(F.silu(frame_group_norm(self.conv_norm_out, x, ctx)))
         bf, _, h, w = x.shape
         return x.view(bf // ctx.frames, ctx.frames, -1, h, w).transpose(1, 2).contiguous()
-
-    # -- persistence (config.json + model.safetensors, as Latte) ---------------------------------------------
-    def save_pretrained(self, directory: Union[str, Path], state_dict: Optional[dict] = None) -> None:
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "config.json").write_text(json.dumps(to_dict(self.config), indent=2) + "\n")
-        sd = state_dict if state_dict is not None else self.state_dict()
-        save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, str(directory / "model.safetensors"))
-
-    @classmethod
-    def from_pretrained(cls, directory: Union[str, Path], device="cpu", **overrides) -> "UNet3D":
-        directory = Path(directory)
-        cfg_path, weights = directory / "config.json", directory / "model.safetensors"
-        for pth in (cfg_path, weights):
-            if not pth.is_file():
-                raise FileNotFoundError(f"{pth} not found: a U-Net folder holds config.json and model.safetensors "
-                                        "(written by UNet3D.save_pretrained)")
-        data = json.loads(cfg_path.read_text())
-        data.update(overrides)
-        model = cls(from_dict(UNet3DConfig, data))
-        load_state_dict_strict(model, read_state_dict(weights), str(weights))
-        return model.to(device)
 
 
 def is_temporal_key(name: str) -> bool:
