@@ -30,6 +30,11 @@ def test_quickstart_smoke_end_to_end_and_resume(tmp_path):
     for name, count in (("train", 36), ("heldout", 12)):  # the every-frame count is the stricter one
         check = ev["every_frame"][name]
         assert check["every_frame_joint"] <= check["clip_joint"] and check["num_videos"] == count
+    for name in ("train", "heldout"):  # the synthetic metrics read clips at the evaluator's size, not resized
+        fake = json.loads((out / "eval" / f"{name}_combinations.json").read_text())["runs"][0]["fake"]
+        assert fake["resolution"] is None and fake["resize"] is None, fake
+        # the clip classifier on the mp4s agrees with the per-frame check's own per-clip count
+        assert ev[f"accuracy_{name}"]["joint"] == ev["every_frame"][name]["clip_joint"]
     report = (out / "report.md").read_text()
     assert "held-out combinations" in report and "right in every frame" in report
     assert "loss_curve.png" in report and (out / "loss_curve.png").is_file()

@@ -248,9 +248,12 @@ class Quickstart:
         settings = make_settings(
             metrics=["synthetic-fvd", "attribute-accuracy", "temporal"], num_real=2 * n_train, num_fake=n_train,
             num_frames=frames, real_stride=1, classifier_path=str(self.paths["classifier"]), progress=self.progress)
+        # the synthetic metrics read clips at the evaluator's own size (the FVD presets' 256 px resize is for I3D)
+        settings.resolution = None
         result = evaluate(settings, tensor_videos(real_videos), [str(self.paths["samples"] / "train")])
         settings_h = make_settings(metrics=["attribute-accuracy", "temporal"], num_fake=10**6, num_frames=frames,
                                    classifier_path=str(self.paths["classifier"]), progress=self.progress)
+        settings_h.resolution = None
         held = evaluate(settings_h, None, [str(self.paths["samples"] / "heldout")])
         self.paths["eval"].mkdir(parents=True, exist_ok=True)
         (self.paths["eval"] / "train_combinations.json").write_text(json.dumps(result, indent=2, default=str))
