@@ -27,16 +27,16 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from latte.config import ConfigError, option, to_dict
+from latte.config import ConfigError, option
 from latte.data.config import DataConfig
 from latte.data.datasets import build_dataset
 from latte.data.latents import (
     AUTOENCODER_KEYS,
     CACHE_FORMAT,
-    DATA_KEYS,
     CachedLatentDataset,
     CacheMismatchError,
     config_differences,
+    data_section,
 )
 from latte.data.skips import SkipCounter, logger
 from latte.data.video_io import VideoReadError
@@ -106,7 +106,7 @@ def _header(cfg: CacheConfig, dataset, ae_identity: dict, text_identity: Optiona
         "num_shards": math.ceil(num_items / cfg.cache.shard_size),
         "sources": sources,
         "class_names": getattr(dataset, "class_names", None),
-        "data": {k: to_dict(getattr(cfg.data, k)) for k in DATA_KEYS},
+        "data": data_section(cfg.data),
         "autoencoder": {k: getattr(cfg.autoencoder, k) for k in AUTOENCODER_KEYS},
         "autoencoder_identity": ae_identity,
         "text_encoder_identity": text_identity,
@@ -191,7 +191,8 @@ def build_cache(cfg: CacheConfig, autoencoder, text_encoder=None, *, rank: Optio
     header = _header(cfg, dataset, autoencoder.identity(), text_encoder.identity() if use_text else None)
     header_path = out / "cache.json"
     if header_path.exists():
-        diffs = config_differences(json.loads(header_path.read_text()), header)
+        diffs = config_differences(json.loads(header_path.read_text()), header,
+                                   defaults={"data": data_section(DataConfig())})
         if diffs:
             raise CacheMismatchError(f"{out} holds a cache made with other settings; delete it or choose another "
                                      f"data.cache_dir. Differences: " + "; ".join(diffs[:8]))
