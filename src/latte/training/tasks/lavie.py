@@ -21,6 +21,10 @@ the ×4 upscaler's for VSR: inflated, temporal layers at the official initialisa
 (``lavie_base.pt`` …, strict) or one of our U-Net folders (``…/checkpoints/step_N/model``, strict). The VSR stage
 initialised from a 2-D U-Net trains only its temporal layers unless ``lavie.temporal_only: false``.
 
+Latent cache (``latte cache`` on the stage's config, then ``train.use_cache: true``): base/interp read the
+clips' latents; vsr reads the high-resolution latents and the ×s-downsampled clip, which share one grid, and
+crops both at the same (s-aligned) place — the whole frame is encoded once, not each crop.
+
 Per-sample randomness (timesteps, noise, dropout, crops, augmentation levels, VAE posterior samples) is keyed by
 ``(train.seed, step, dataset index)``, so gradient accumulation and DDP reproduce the single-process result.
 Objectives: :mod:`latte.training.tasks.lavie_objectives`.
@@ -146,9 +150,6 @@ class LavieRunConfig:
             raise ConfigError("data.frame_interval: the interp stage reads consecutive frames; set 1")
         if self.train.num_images and lv.stage != "base":
             raise ConfigError(f"train.num_images: image-video joint training is for the base stage, not {lv.stage}")
-        if lv.stage == "vsr" and self.train.use_cache:
-            raise ConfigError("train.use_cache: the vsr stage derives its low-resolution condition from the pixels "
-                              "of each crop; train it from videos (use_cache false)")
         if self.validation.every:
             raise ConfigError("validation.every: validation samples of LaVie stages come from the cascade "
                               "pipeline, not available in training yet; set 0 and sample the checkpoint")
@@ -249,6 +250,23 @@ class LavieTask(LatteTask):
                               f"downsampling ({self.autoencoder.downsample_factor}): latents and the "
                               "low-resolution video share one grid")
 
+    def dataset(self, engine):
+        """The clips (as for Latte); a vsr stage's latent cache must hold the low-resolution clips its condition
+        is made from (``latte cache`` on this config writes them)."""
+        data = super().dataset(engine)
+        header = getattr(data, "header", None)
+        if self.stage == "vsr" and header is not None:
+            from latte.data.latents import CacheMismatchError
+
+            lv = self.config.lavie
+            wanted = {"factor": lv.scale_factor, "kernel": lv.downsample_kernel}
+            if header.get("low_res") != wanted:
+                raise CacheMismatchError(
+                    f"the latent cache at {data.root} holds low-resolution clips {header.get('low_res')}, the vsr "
+                    f"stage needs {wanted} (lavie.scale_factor, lavie.downsample_kernel); run `latte cache` on this "
+                    "config into a new data.cache_dir")
+        return data
+
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         """The outermost repeated blocks (ResBlocks, transformers, temporal modules): FSDP2 shards each."""
         blocks = model.repeated_blocks()
@@ -291,24 +309,40 @@ class LavieTask(LatteTask):
         return torch.Generator(device=self.device).manual_seed(mix_seed(ctx.seed, ctx.step, key, _DRAW_EXTRA))
 
     def _vsr_pair(self, batch: dict, ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(latents, low-res video, level, low-res noise)`` of a vsr micro-batch (crop, encode, downsample)."""
+        """``(latents, low-res video, level, low-res noise)`` of a vsr micro-batch: from videos (crop, encode,
+        downsample) or from the latent cache (``latents`` and ``low_res`` on one grid: crop both at the same
+        place; the crop offsets are the same draws as from videos)."""
         lv = self.config.lavie
         s = lv.scale_factor
-        video = batch["video"].to(self.device, torch.float32)
+        cached = "latents" in batch
+        if cached:
+            full_latents = batch["latents"].to(self.device, torch.float32)
+            full_low = batch["low_res"].to(self.device, torch.float32)
+            height, width = full_low.shape[-2] * s, full_low.shape[-1] * s
+        else:
+            video = batch["video"].to(self.device, torch.float32)
+            height, width = video.shape[-2:]
         latents, lows, levels, noises = [], [], [], []
         for i, key in enumerate(batch["index"].tolist()):
             g = self._extra_generator(ctx, key)
-            clip = video[i:i + 1]
+            top, left, size_h, size_w = 0, 0, height, width
             if lv.patch_size is not None:
-                h, w = clip.shape[-2:]
-                top, left = random_crop_offsets(h, w, lv.patch_size, lv.patch_size, s, g)
-                clip = clip[..., top:top + lv.patch_size, left:left + lv.patch_size]
-            low = downsample(clip, s, lv.downsample_kernel)
+                top, left = random_crop_offsets(height, width, lv.patch_size, lv.patch_size, s, g)
+                size_h = size_w = lv.patch_size
+            if cached:
+                rows = slice(top // s, (top + size_h) // s)
+                cols = slice(left // s, (left + size_w) // s)
+                latents.append(full_latents[i:i + 1, ..., rows, cols])
+                low = full_low[i:i + 1, ..., rows, cols]
+            else:
+                clip = video[i:i + 1, ..., top:top + size_h, left:left + size_w]
+                low = downsample(clip, s, lv.downsample_kernel)
             levels.append(torch.randint(0, lv.max_noise_level + 1, (1,), generator=g, device=self.device))
             noises.append(torch.randn(low.shape, generator=g, device=self.device))
-            posterior = torch.Generator(device=self.device).manual_seed(mix_seed(ctx.seed, ctx.step, key, 1))
-            with torch.no_grad():
-                latents.append(self.autoencoder.encode(clip, generator=posterior).float())
+            if not cached:
+                posterior = torch.Generator(device=self.device).manual_seed(mix_seed(ctx.seed, ctx.step, key, 1))
+                with torch.no_grad():
+                    latents.append(self.autoencoder.encode(clip, generator=posterior).float())
             lows.append(low)
         return torch.cat(latents), torch.cat(lows), torch.cat(levels), torch.cat(noises)
 

@@ -1,0 +1,102 @@
+"""LaVie stages beyond the objectives: the latent cache of each stage (``latte cache`` on a LaVie config, training
+from it, the same loss as from videos), non-square clips, and validation videos through the cascade pipeline."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+import yaml
+
+from latte.cli.cache import load_cache_config
+from latte.config import ConfigError, from_dict
+from latte.data import build_dataset
+from latte.data.cache import build_cache
+from latte.data.latents import CacheMismatchError
+from latte.encoders import build_autoencoder
+from latte.training.engine import StepContext
+from latte.training.tasks.lavie import LavieRunConfig, LavieTask, train_lavie
+
+TINY_UNET = dict(block_out_channels=[32, 32], layers_per_block=1, num_heads=1, norm_num_groups=8,
+                 cross_attention_dim=8, attention_levels=[True, False], cross_attention_only=[False, False])
+# identity autoencoder: RGB pixels (base, interp) or 2x2 space-to-depth (vsr: 12 channels on the x2 smaller grid)
+STAGE_UNET = {
+    "base": dict(in_channels=3, out_channels=3),
+    "interp": dict(in_channels=6, out_channels=3, spatial_attention="sparse_causal", temporal_attention="plain",
+                   temporal_attention_after_ff=True),
+    "vsr": dict(in_channels=15, out_channels=12, low_res_channels=3, num_class_embeds=100, linear_projection=True,
+                temporal_attention_name="attn_temporal", temporal_resblocks=True, temporal_modules=True),
+}
+STAGES = list(STAGE_UNET)
+ENGINE = SimpleNamespace(dist=SimpleNamespace(is_main=False))  # what LavieTask.dataset reads of the engine
+
+
+def stage_config(stage: str, run_dir, size=8, **train) -> dict:
+    """A tiny unconditional stage on synthetic clips (``size``: the frame side, or (height, width))."""
+    t = dict(run_dir=str(run_dir), max_steps=2, batch_size=2, lr=1e-3, ema_decay=0.9, log_every=1, ckpt_every=100,
+             num_workers=0, seed=5)
+    t.update(train)
+    lavie = {"stage": stage, "conditioning": "none"}
+    data = {"kind": "synthetic", "image_size": size, "num_frames": 4, "hflip": False,
+            "synthetic": {"num_videos": 6, "heldout_videos": 2}}
+    config = {"lavie": lavie, "unet": dict(TINY_UNET, **STAGE_UNET[stage]), "autoencoder": {"kind": "identity"},
+              "data": data, "train": t}
+    if stage == "interp":
+        lavie.update(interp_factor=2, cond_noise_max=20)
+        data["num_frames"] = 5
+    if stage == "vsr":
+        lavie.update(scale_factor=2, patch_size=8, max_noise_level=20)
+        config["autoencoder"]["patch_factor"] = 2
+        config["diffusion"] = {"prediction_type": "v_prediction"}
+        data["image_size"] = 2 * size if isinstance(size, int) else [2 * s for s in size]
+    return config
+
+
+def write_cache(tmp_path, config: dict, **cache) -> dict:
+    """Run what ``latte cache`` runs on ``config`` (a YAML file); returns the config with the cache in use."""
+    config["data"]["cache_dir"] = str(tmp_path / "cache")
+    path = tmp_path / "stage.yaml"
+    path.write_text(yaml.safe_dump({**config, "cache": {"num_workers": 0, "dtype": "float32", "views": 1,
+                                                        "batch_size": 3, **cache}}))
+    cfg = load_cache_config(path)
+    build_cache(cfg, build_autoencoder(cfg.autoencoder), None, progress=False)
+    return cfg
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_trains_from_its_latent_cache_with_the_loss_of_the_videos(tmp_path, stage):
+    config = stage_config(stage, tmp_path / "run")
+    cache_cfg = write_cache(tmp_path, config)
+    assert cache_cfg.cache.text_features is False  # lavie.conditioning none
+    assert cache_cfg.cache.low_res_factor == (2 if stage == "vsr" else 0)
+
+    cached = from_dict(LavieRunConfig, {**config, "train": {**config["train"], "use_cache": True}})
+    losses = []
+    train_lavie(cached, device="cpu", progress=False, on_step_end=lambda e: losses.append(e.last_stats["loss"]))
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+
+    # the same clips, seeds and weights give the same loss from the cache as from the videos
+    from_videos = from_dict(LavieRunConfig, config)
+    tasks = {name: LavieTask(cfg) for name, cfg in (("videos", from_videos), ("cache", cached))}
+    torch.manual_seed(0)
+    model = tasks["videos"].build_model(torch.device("cpu"), False)
+    items = {name: task.dataset(ENGINE) for name, task in tasks.items()}
+    assert "low_res" in items["cache"][0] if stage == "vsr" else "low_res" not in items["cache"][0]
+    ctx = StepContext(step=3, seed=5, device=torch.device("cpu"), precision="float32")
+    loss = {}
+    for name, task in tasks.items():
+        task.build_model(torch.device("cpu"), False)
+        task.setup(None)
+        batch = torch.utils.data.default_collate([items[name][i] for i in (1, 4)])
+        loss[name] = task.loss(model, batch, ctx)["loss"]
+    torch.testing.assert_close(loss["cache"], loss["videos"], rtol=1e-5, atol=1e-6)
+
+
+def test_vsr_cache_must_hold_the_stage_condition(tmp_path):
+    config = stage_config("vsr", tmp_path / "run")
+    with pytest.raises(ConfigError, match="cache.low_res_kernel: .*downsample_kernel"):
+        write_cache(tmp_path, config, low_res_kernel="bicubic")
+    write_cache(tmp_path, config)
+    config["lavie"]["downsample_kernel"] = "bicubic"
+    task = LavieTask(from_dict(LavieRunConfig, {**config, "train": {**config["train"], "use_cache": True}}))
+    task.build_model(torch.device("cpu"), False)
+    with pytest.raises(CacheMismatchError, match="kernel.*bicubic.*latte cache"):
+        task.dataset(ENGINE)
