@@ -2,6 +2,7 @@
 from it, the same loss as from videos), non-square clips, and validation videos through the cascade pipeline."""
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -100,3 +101,51 @@ def test_vsr_cache_must_hold_the_stage_condition(tmp_path):
     task.build_model(torch.device("cpu"), False)
     with pytest.raises(CacheMismatchError, match="kernel.*bicubic.*latte cache"):
         task.dataset(ENGINE)
+
+
+# ------------------------------------------------------------------------------------------------ validation
+@pytest.mark.parametrize("stage", STAGES)
+def test_validation_videos_equal_the_cascade_pipeline_of_the_checkpoint(tmp_path, stage):
+    from latte.data.transforms import downsample
+    from latte.data.video_io import read_all_frames, write_mp4
+    from latte.sampling.cascade import CascadePipeline, StageSettings, load_trained_stage
+    from latte.training.engine import Engine
+
+    config = stage_config(stage, tmp_path, ckpt_every=2)
+    config["validation"] = {"every": 2, "num_samples": 2, "seeds": [3, 4], "sampler": "ddim", "steps": 3, "fps": 4}
+    run = from_dict(LavieRunConfig, config)
+    engine = Engine(LavieTask(run), run.train, device="cpu", progress=False)
+    result = engine.fit()
+    written = tmp_path / "samples" / "step_0000002"
+    assert sorted(p.name for p in written.iterdir()) == ["sample_0.gif", "sample_0.mp4", "sample_1.gif",
+                                                         "sample_1.mp4"]
+
+    pipe = CascadePipeline(**{stage: load_trained_stage(result.last_checkpoint)})  # the EMA weights
+    settings = {stage: StageSettings(negative_prompt="", cfg_scale=1.0, steps=3, sampler="ddim")}
+    val = build_dataset(from_dict(LavieRunConfig, config).data, split="val")
+    sampled = []
+    for k, seed in enumerate([3, 4]):
+        clip = val[k]["video"][None]
+        options = {"base": dict(frames=4, height=8, width=8, window=0),
+                   "interp": dict(input=clip[:, :, ::2], interp_factor=2),
+                   "vsr": dict(input=downsample(clip, 2), vsr_chunk=4, noise_level=20)}[stage]
+        sampled.append(pipe.run("", stages=[stage], seed=seed, settings=settings, progress=False, **options).video)
+    sampled = np.stack(sampled)
+    assert sampled.shape == (2, 5 if stage == "interp" else 4, 16 if stage == "vsr" else 8,
+                             16 if stage == "vsr" else 8, 3)
+    np.testing.assert_array_equal(engine.task.validation_videos(engine.ema), sampled)
+    for k in range(2):  # the files hold these videos
+        reference = read_all_frames(write_mp4(tmp_path / f"ref_{k}.mp4", sampled[k], fps=4))
+        np.testing.assert_array_equal(read_all_frames(written / f"sample_{k}.mp4"), reference)
+    assert not np.array_equal(sampled[0], sampled[1])
+
+
+def test_validation_settings_are_checked(tmp_path):
+    config = stage_config("base", tmp_path)
+    config["validation"] = {"every": 2, "cfg_scale": 2.0}
+    with pytest.raises(ConfigError, match="lavie.conditioning is none"):
+        from_dict(LavieRunConfig, config)
+    config["lavie"]["conditioning"] = "text"
+    config["validation"] = {"every": 2}
+    with pytest.raises(ConfigError, match="validation.prompts: required"):
+        from_dict(LavieRunConfig, config)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -116,8 +117,9 @@ class LavieRunConfig:
                                             factory=AutoencoderConfig)
     text_encoder: TextEncoderConfig = option(help="captions (lavie.conditioning text)", factory=TextEncoderConfig)
     train: TrainConfig = option(help="optimisation, precision, checkpoints, distribution", factory=TrainConfig)
-    validation: ValidationConfig = option(help="validation sampling (not available for LaVie stages yet: every 0)",
-                                          factory=ValidationConfig)
+    validation: ValidationConfig = option(
+        help="validation videos through the cascade pipeline: base from validation.prompts, interp / vsr from the "
+             "first clips of the data's val split (every k-th frame / downsampled xs)", factory=ValidationConfig)
     wandb: WandbConfig = option(help="optional Weights & Biases logging", factory=WandbConfig)
 
     def validate(self) -> None:
@@ -150,9 +152,14 @@ class LavieRunConfig:
             raise ConfigError("data.frame_interval: the interp stage reads consecutive frames; set 1")
         if self.train.num_images and lv.stage != "base":
             raise ConfigError(f"train.num_images: image-video joint training is for the base stage, not {lv.stage}")
-        if self.validation.every:
-            raise ConfigError("validation.every: validation samples of LaVie stages come from the cascade "
-                              "pipeline, not available in training yet; set 0 and sample the checkpoint")
+        v = self.validation
+        if v.class_labels:
+            raise ConfigError("validation.class_labels: LaVie stages are text-conditional or unconditional")
+        if lv.conditioning == "none" and (v.prompts or v.cfg_scale != 1.0):
+            raise ConfigError("validation.prompts / validation.cfg_scale: lavie.conditioning is none (no text to "
+                              "prompt or guide with); remove them")
+        if v.every and lv.stage == "base" and lv.conditioning == "text" and not v.prompts:
+            raise ConfigError("validation.prompts: required for validation videos of a text-conditional base stage")
         if lv.temporal_only and self.train.trainable != "all":
             raise ConfigError(f"lavie.temporal_only and train.trainable ({self.train.trainable}) both choose what "
                               "trains; keep one")
@@ -204,7 +211,6 @@ class LavieTask(LatteTask):
         super().__init__(config, dataset)
         self.stage = config.lavie.stage
         self.name = f"train lavie-{self.stage}"
-        self.validation_every = 0
 
     # ------------------------------------------------------------------------------------------- the model
     def build_model(self, device: torch.device, resuming: bool) -> nn.Module:
@@ -422,8 +428,63 @@ class LavieTask(LatteTask):
 
         save_run_config(self.config, Path(folder) / "run_config.yaml")
 
+    # ------------------------------------------------------------------------------------------- validation
     def pipeline(self, model: nn.Module):
-        raise NotImplementedError("LaVie stages sample through the cascade pipeline (latte cascade)")
+        """A :class:`~latte.sampling.cascade.CascadePipeline` holding this stage: ``model`` with this run's
+        encoders and noise schedule (what :func:`~latte.sampling.cascade.load_trained_stage` builds from the
+        saved checkpoint)."""
+        from latte.sampling.cascade import CascadePipeline, trained_stage
+
+        text = self.text_encoder if self.config.lavie.conditioning == "text" else None
+        stage = trained_stage(model, to_dict(self.config), self.autoencoder, text)
+        return CascadePipeline(**{self.stage: stage}, device=self.device)
+
+    def validation_clips(self, count: int) -> list[dict]:
+        """The first ``count`` clips of the data's val split (read from the videos, also when training from the
+        latent cache): ``{video (1, 3, F, H, W) in [-1, 1], caption?}``."""
+        from latte.data import build_dataset
+
+        data = build_dataset(self.config.data, split="val", use_cache=False, progress=False)
+        if len(data) < count:
+            raise ConfigError(f"validation.num_samples: {count} videos, but the val split of data: has only "
+                              f"{len(data)} clips")
+        clips = []
+        for k in range(count):
+            item = data[k]
+            clips.append({"video": item["video"][None].float(), "caption": item.get("caption")})
+        return clips
+
+    @torch.no_grad()
+    def validation_videos(self, model: nn.Module) -> np.ndarray:
+        """uint8 ``(N, F, H, W, 3)``, one video per ``validation.seeds`` entry, from the cascade pipeline running
+        this stage alone: base from ``validation.prompts`` at the data's frames and size; interp from every
+        k-th frame of a val clip; vsr from a val clip downsampled ×s (``lavie.downsample_kernel``)."""
+        from latte.sampling.cascade import StageSettings
+
+        v, lv, data = self.config.validation, self.config.lavie, self.config.data
+        seeds = v.seeds or list(range(v.num_samples))
+        pipe = self.pipeline(model)
+        settings = {self.stage: StageSettings(negative_prompt="", cfg_scale=v.cfg_scale, steps=v.steps,
+                                              sampler=v.sampler)}
+        clips = self.validation_clips(len(seeds)) if self.stage != "base" else [{}] * len(seeds)
+        videos = []
+        for k, (seed, clip) in enumerate(zip(seeds, clips)):
+            prompt = ""  # lavie.conditioning none: the zero text token, whatever the prompt
+            if lv.conditioning == "text":
+                prompt = v.prompts[k % len(v.prompts)] if v.prompts else clip.get("caption") or ""
+            options = {}
+            if self.stage == "base":
+                height, width = (data.image_size, data.image_size) if isinstance(data.image_size, int) \
+                    else data.image_size
+                options.update(frames=data.num_frames, height=height, width=width, window=0)
+            elif self.stage == "interp":
+                options.update(input=clip["video"][:, :, ::lv.interp_factor], interp_factor=lv.interp_factor)
+            else:
+                low = downsample(clip["video"], lv.scale_factor, lv.downsample_kernel)
+                options.update(input=low, vsr_chunk=low.shape[2], noise_level=pipe.stages["vsr"].noise_level)
+            out = pipe.run(prompt, stages=[self.stage], seed=seed, settings=settings, progress=False, **options)
+            videos.append(out.video)
+        return np.stack(videos)
 
 
 def train_lavie(config: LavieRunConfig, dataset=None, resume: Optional[str] = None, device: Optional[str] = None,
