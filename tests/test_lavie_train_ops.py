@@ -149,3 +149,65 @@ def test_validation_settings_are_checked(tmp_path):
     config["validation"] = {"every": 2}
     with pytest.raises(ConfigError, match="validation.prompts: required"):
         from_dict(LavieRunConfig, config)
+
+
+# ------------------------------------------------------------------------------------------------- non-square
+def test_every_stage_trains_on_non_square_clips_and_the_cascade_samples_them(tmp_path):
+    """24x40 clips (vsr: 48x80, whole frames): two training steps per stage, then the three trained stages
+    sample base -> interp -> vsr at 24x40 through the cascade pipeline."""
+    from latte.sampling.cascade import CascadePipeline, StageSettings, load_trained_stage
+
+    runs = {}
+    for stage in STAGES:
+        config = stage_config(stage, tmp_path / stage, size=[24, 40])
+        if stage == "vsr":
+            config["lavie"]["patch_size"] = None
+        run = from_dict(LavieRunConfig, config)
+        item = build_dataset(run.data)[0]
+        assert item["video"].shape[-2:] == ((48, 80) if stage == "vsr" else (24, 40))
+        losses = []
+        result = train_lavie(run, device="cpu", progress=False,
+                             on_step_end=lambda e: losses.append(e.last_stats["loss"]))
+        assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+        runs[stage] = load_trained_stage(result.last_checkpoint)
+    pipe = CascadePipeline(**runs)
+    settings = {s: StageSettings(negative_prompt="", cfg_scale=1.0, steps=2, sampler="ddim") for s in STAGES}
+    out = pipe.run("", seed=0, settings=settings, frames=4, height=24, width=40, window=0, interp_factor=2,
+                   vsr_chunk=4, noise_level=10, progress=False)
+    assert [(r["frames"], r["height"], r["width"]) for r in out.stages] == [(4, 24, 40), (7, 24, 40), (7, 48, 80)]
+    assert out.video.shape == (7, 48, 80, 3)
+
+
+def test_non_square_crops_keep_the_center_at_the_target_aspect_ratio():
+    from latte.data.transforms import center_crop_resize, frame_size, resize_center_crop
+
+    video = torch.arange(60.0).repeat(2, 3, 30, 1)  # (F, 3, 30, 60): each column holds its index
+    assert frame_size(16) == (16, 16) and frame_size([24, 40]) == (24, 40)
+    out = center_crop_resize(video, (24, 40))  # the centered 30x50 window (columns 5..54), resized
+    assert out.shape == (2, 3, 24, 40)
+    torch.testing.assert_close(out[0, 0, 0], torch.nn.functional.interpolate(
+        torch.arange(5.0, 55.0)[None, None], size=40, mode="linear", align_corners=False)[0, 0])
+    out = resize_center_crop(video, (24, 40))  # scaled x0.8 to 24x48, then the centered 40 columns
+    assert out.shape == (2, 3, 24, 40)
+    # output column j is scaled column 4 + j, i.e. source column (4 + j + 0.5) / 0.8 - 0.5 of the ramp
+    torch.testing.assert_close(out[0, 0, 0, :3], (torch.arange(4.0, 7.0) + 0.5) / 0.8 - 0.5)
+    # a square size is the square crop as before: the largest centered square / the short side scaled to it
+    torch.testing.assert_close(center_crop_resize(video, 20), center_crop_resize(video, (20, 20)))
+    torch.testing.assert_close(center_crop_resize(video, 20)[0, 0, 0, 0], torch.nn.functional.interpolate(
+        torch.arange(15.0, 45.0)[None, None], size=20, mode="linear", align_corners=False)[0, 0, 0])
+
+
+def test_synthetic_clips_render_non_square_at_every_rate_and_scale():
+    from latte.data.synthetic import render_clip
+    from latte.data.transforms import downsample
+
+    for direction in ("left", "up"):
+        attrs = {"shape": "circle", "color": "red", "direction": direction, "speed": "fast"}
+        np.testing.assert_array_equal(render_clip(attrs, 4, 16, seed=3), render_clip(attrs, 4, (16, 16), seed=3))
+        base = render_clip(attrs, 4, (24, 40), seed=3)
+        assert base.shape == (4, 24, 40, 3)
+        assert not np.array_equal(base[0], base[-1])  # it moves
+        np.testing.assert_array_equal(render_clip(attrs, 4, (24, 40), seed=3, frame_rate=2)[::2], base)
+        fine = torch.from_numpy(render_clip(attrs, 4, (24, 40), seed=3, upscale=2)).float()
+        area = downsample(fine.permute(3, 0, 1, 2), 2).permute(1, 2, 3, 0)
+        assert (area - torch.from_numpy(base).float()).abs().mean() < 1.0

@@ -40,7 +40,7 @@ import torch
 
 from latte.config import ConfigError
 from latte.data import to_uint8
-from latte.data.transforms import interpolation_source_frames
+from latte.data.transforms import frame_size, interpolation_source_frames
 from latte.data.video_io import probe_video, read_all_frames, write_mp4
 from latte.diffusion.gaussian import beta_schedule
 from latte.encoders import build_autoencoder, build_text_encoder
@@ -843,8 +843,7 @@ def trained_stage(unet: UNet3D, run: dict, autoencoder, text_encoder=None,
                        prediction_type=diffusion["prediction_type"], source=source,
                        noise_level=min(50, int(lavie["max_noise_level"])),
                        max_noise_level=int(unet.config.max_noise_level or 0))
-    size = data["image_size"]
-    height, width = (size, size) if isinstance(size, int) else size
+    height, width = frame_size(data["image_size"])
     stage.default_size = (int(data["num_frames"]), int(height), int(width))
     stage.trained_frames = int(data["num_frames"])
     return stage

@@ -40,7 +40,8 @@ import torch
 from torch import nn
 
 from latte.config import ConfigError, load_yaml, option, to_dict
-from latte.data.transforms import DOWNSAMPLE_KERNELS, downsample, interpolation_condition, random_crop_offsets
+from latte.data.transforms import (DOWNSAMPLE_KERNELS, downsample, frame_size, interpolation_condition,
+                                    random_crop_offsets)
 from latte.diffusion import DiffusionConfig, noise_augmentation
 from latte.diffusion.gaussian import GaussianDiffusion, beta_schedule, mean_flat
 from latte.io import load_state_dict_strict, read_state_dict
@@ -474,8 +475,7 @@ class LavieTask(LatteTask):
                 prompt = v.prompts[k % len(v.prompts)] if v.prompts else clip.get("caption") or ""
             options = {}
             if self.stage == "base":
-                height, width = (data.image_size, data.image_size) if isinstance(data.image_size, int) \
-                    else data.image_size
+                height, width = frame_size(data.image_size)
                 options.update(frames=data.num_frames, height=height, width=width, window=0)
             elif self.stage == "interp":
                 options.update(input=clip["video"][:, :, ::lv.interp_factor], interp_factor=lv.interp_factor)
