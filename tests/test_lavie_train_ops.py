@@ -104,8 +104,8 @@ def test_vsr_cache_must_hold_the_stage_condition(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ validation
-@pytest.mark.parametrize("stage", STAGES)
-def test_validation_videos_equal_the_cascade_pipeline_of_the_checkpoint(tmp_path, stage):
+@pytest.mark.parametrize("stage, text", [(s, False) for s in STAGES] + [("base", True)])
+def test_validation_videos_equal_the_cascade_pipeline_of_the_checkpoint(tmp_path, stage, text):
     from latte.data.transforms import downsample
     from latte.data.video_io import read_all_frames, write_mp4
     from latte.sampling.cascade import CascadePipeline, StageSettings, load_trained_stage
@@ -113,6 +113,13 @@ def test_validation_videos_equal_the_cascade_pipeline_of_the_checkpoint(tmp_path
 
     config = stage_config(stage, tmp_path, ckpt_every=2)
     config["validation"] = {"every": 2, "num_samples": 2, "seeds": [3, 4], "sampler": "ddim", "steps": 3, "fps": 4}
+    prompts, cfg_scale = ["", ""], 1.0
+    if text:  # MiniLM captions, guided against the empty caption
+        prompts, cfg_scale = ["a red circle moving left", "a blue square"], 3.0
+        config["lavie"]["conditioning"] = "text"
+        config["unet"]["cross_attention_dim"] = 384
+        config["text_encoder"] = {"kind": "minilm", "max_length": 16}
+        config["validation"].update(prompts=prompts, cfg_scale=cfg_scale)
     run = from_dict(LavieRunConfig, config)
     engine = Engine(LavieTask(run), run.train, device="cpu", progress=False)
     result = engine.fit()
@@ -121,7 +128,7 @@ def test_validation_videos_equal_the_cascade_pipeline_of_the_checkpoint(tmp_path
                                                          "sample_1.mp4"]
 
     pipe = CascadePipeline(**{stage: load_trained_stage(result.last_checkpoint)})  # the EMA weights
-    settings = {stage: StageSettings(negative_prompt="", cfg_scale=1.0, steps=3, sampler="ddim")}
+    settings = {stage: StageSettings(negative_prompt="", cfg_scale=cfg_scale, steps=3, sampler="ddim")}
     val = build_dataset(from_dict(LavieRunConfig, config).data, split="val")
     sampled = []
     for k, seed in enumerate([3, 4]):
@@ -129,7 +136,7 @@ def test_validation_videos_equal_the_cascade_pipeline_of_the_checkpoint(tmp_path
         options = {"base": dict(frames=4, height=8, width=8, window=0),
                    "interp": dict(input=clip[:, :, ::2], interp_factor=2),
                    "vsr": dict(input=downsample(clip, 2), vsr_chunk=4, noise_level=20)}[stage]
-        sampled.append(pipe.run("", stages=[stage], seed=seed, settings=settings, progress=False, **options).video)
+        sampled.append(pipe.run(prompts[k], stages=[stage], seed=seed, settings=settings, progress=False, **options).video)
     sampled = np.stack(sampled)
     assert sampled.shape == (2, 5 if stage == "interp" else 4, 16 if stage == "vsr" else 8,
                              16 if stage == "vsr" else 8, 3)

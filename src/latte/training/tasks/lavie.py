@@ -365,8 +365,10 @@ class LavieTask(LatteTask):
         t, noise, drop = per_sample_draws(keys, ctx.seed, ctx.step, self.diffusion.num_timesteps,
                                           tuple(x0.shape[1:]), self.device)
         num_images = self.config.train.num_images if self.stage == "base" else 0
-        text, mask = self._text(batch, drop, b, f, num_images)
-        kwargs = {"encoder_attention_mask": mask}
+        # every text position is attended to, padding included, as LaVie / Stable Diffusion train and as the
+        # cascade pipeline samples (it passes no mask)
+        text, _ = self._text(batch, drop, b, f, num_images)
+        kwargs = {}
         if self.stage == "base":
             sample = self.diffusion.q_sample(x0, t, noise)
             target = self.diffusion.velocity(x0, t, noise) if self.diffusion.prediction_type == "v_prediction" \
