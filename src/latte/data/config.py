@@ -37,6 +37,10 @@ class SyntheticConfig:
              "['red circle', 'blue square up']; split 'heldout' contains only them", factory=list)
     background: str = option("black", f"background: {', '.join(BACKGROUNDS)} (noise is static, seeded)")
     object_scale: float = option(0.45, "object size as a fraction of the frame side")
+    partial_captions: float = option(
+        0.0, "share of train-split clips captioned without their colour or their object word (half each: 'a circle "
+             "moving left', 'a red shape moving left'), so each attribute word is learned on its own "
+             "(attribute-wise caption augmentation); 0 = always the full caption", min=0, max=1)
 
     def validate(self) -> None:
         if self.num_videos < 1 or self.heldout_videos < 0:
@@ -56,7 +60,7 @@ class SyntheticConfig:
         return SyntheticSpec(pattern=self.pattern, shapes=tuple(self.shapes), digits=tuple(self.digits),
                              colors=tuple(self.colors), directions=tuple(self.directions),
                              speeds=tuple(self.speeds), heldout=tuple(self.heldout), background=self.background,
-                             object_scale=self.object_scale)
+                             object_scale=self.object_scale, partial_captions=self.partial_captions)
 
 
 @dataclass

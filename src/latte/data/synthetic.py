@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 __all__ = ["VOCAB", "COLORS", "SyntheticSpec", "SyntheticDataset", "render_clip", "sample_attributes",
-           "caption_for", "export_synthetic", "shape_coverage"]
+           "caption_for", "partial_caption", "export_synthetic", "shape_coverage"]
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (235, 30, 30),
@@ -75,6 +75,17 @@ def caption_for(attrs: dict) -> str:
     """``"a red circle moving left"`` or ``"a red digit 7 moving left"``."""
     thing = attrs["shape"] if "shape" in attrs else f"digit {attrs['digit']}"
     return f"a {attrs['color']} {thing} moving {attrs['direction']}"
+
+
+def partial_caption(attrs: dict, keep: str) -> str:
+    """The caption with one attribute word left out: ``keep='object'`` → ``"a circle moving left"``,
+    ``keep='color'`` → ``"a red shape moving left"`` (``"a red digit moving left"``)."""
+    if keep == "object":
+        thing = attrs["shape"] if "shape" in attrs else f"digit {attrs['digit']}"
+        return f"a {thing} moving {attrs['direction']}"
+    if keep == "color":
+        return f"a {attrs['color']} {'shape' if 'shape' in attrs else 'digit'} moving {attrs['direction']}"
+    raise ValueError(f"partial_caption keep: 'object' or 'color', got {keep!r}")
 
 
 def shape_coverage(kind: str, value: str, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, r: float) -> np.ndarray:
@@ -185,6 +196,7 @@ class SyntheticSpec:
     heldout: tuple[str, ...] = ()
     background: str = "black"
     object_scale: float = 0.45
+    partial_captions: float = 0.0  # share of train-split items captioned without their colour or object word
 
     def __post_init__(self):
         for key, values in (("shape", self.shapes), ("digit", self.digits), ("color", self.colors),
@@ -268,7 +280,17 @@ class SyntheticDataset(torch.utils.data.Dataset):
     def _item(self, index: int, frames: np.ndarray, key: str) -> dict:
         class_id, attrs, _ = sample_attributes(self.spec, self.combos, self.seed, index)
         video = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0
-        return {key: video, "y": class_id, "caption": caption_for(attrs), "index": index}
+        return {key: video, "y": class_id, "caption": self.caption(index), "index": index}
+
+    def caption(self, index: int) -> str:
+        """Item ``index``'s caption: the full one, or in the train split with probability
+        ``spec.partial_captions`` one that leaves out the colour or the object word (half each, seeded)."""
+        attrs = self.attributes(index)
+        if self.split == "train" and self.spec.partial_captions > 0:
+            rng = np.random.default_rng([self.seed, 2, index])
+            if rng.random() < self.spec.partial_captions:
+                return partial_caption(attrs, "object" if rng.random() < 0.5 else "color")
+        return caption_for(attrs)
 
     def __getitem__(self, index: int) -> dict:
         """``{video (3, F, S, S) in [-1, 1], y, caption, index}``."""
