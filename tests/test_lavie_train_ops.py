@@ -107,7 +107,7 @@ def test_vsr_cache_must_hold_the_stage_condition(tmp_path):
 @pytest.mark.parametrize("stage, text", [(s, False) for s in STAGES] + [("base", True)])
 def test_validation_videos_equal_the_cascade_pipeline_of_the_checkpoint(tmp_path, stage, text):
     from latte.data.transforms import downsample
-    from latte.data.video_io import read_all_frames, write_mp4
+    from latte.data.video_io import read_all_frames, write_gif
     from latte.sampling.cascade import CascadePipeline, StageSettings, load_trained_stage
     from latte.training.engine import Engine
 
@@ -141,9 +141,10 @@ def test_validation_videos_equal_the_cascade_pipeline_of_the_checkpoint(tmp_path
     assert sampled.shape == (2, 5 if stage == "interp" else 4, 16 if stage == "vsr" else 8,
                              16 if stage == "vsr" else 8, 3)
     np.testing.assert_array_equal(engine.task.validation_videos(engine.ema), sampled)
-    for k in range(2):  # the files hold these videos
-        reference = read_all_frames(write_mp4(tmp_path / f"ref_{k}.mp4", sampled[k], fps=4))
-        np.testing.assert_array_equal(read_all_frames(written / f"sample_{k}.mp4"), reference)
+    for k in range(2):  # the files hold these videos (GIF: byte for byte; x264 under CPU contention need not be)
+        reference = write_gif(tmp_path / f"ref_{k}.gif", sampled[k], fps=4)
+        assert (written / f"sample_{k}.gif").read_bytes() == reference.read_bytes()
+        assert read_all_frames(written / f"sample_{k}.mp4").shape == sampled[k].shape
     assert not np.array_equal(sampled[0], sampled[1])
 
 
