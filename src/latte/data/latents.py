@@ -56,7 +56,7 @@ def config_differences(old: dict, new: dict, prefix: str = "", defaults: Optiona
 
 class CachedLatentDataset(torch.utils.data.Dataset):
     """Items of a finished cache: ``{latents (C, F, h, w) float32, index, y?, caption?, text? (L, dim),
-    text_mask? (L,)}``. Training (``split == "train"``) picks a random view per access, otherwise view 0.
+    text_mask? (L,), low_res? (3, F, H/s, W/s)}``. Training (``split == "train"``) picks a random view per access, otherwise view 0.
 
     ``expected_data`` / ``expected_autoencoder``: the current config sections; a cache made with other
     settings raises :class:`CacheMismatchError`. ``check_autoencoder(ae)`` compares encoder identities.
@@ -117,6 +117,8 @@ class CachedLatentDataset(torch.utils.data.Dataset):
         for name in ("y", "caption"):
             if name in entry:
                 item[name] = entry[name]
+        if self.header.get("low_res"):
+            item["low_res"] = self._tensor(entry["shard"], f"{entry['key']}/low_res").float()
         if entry.get("text"):
             item["text"] = self._tensor(entry["shard"], f"{entry['key']}/text").float()
             item["text_mask"] = self._tensor(entry["shard"], f"{entry['key']}/text_mask")

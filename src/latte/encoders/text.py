@@ -14,7 +14,7 @@ from latte.config import ConfigError
 from latte.encoders.config import TextEncoderConfig
 from latte.encoders.loading import fingerprint, load_checked, require_folder, resolve_device, resolve_dtype
 
-__all__ = ["BaseTextEncoder", "HFTextEncoder", "load_text_encoder", "minilm_path"]
+__all__ = ["BaseTextEncoder", "HFTextEncoder", "ZeroTextEncoder", "load_text_encoder", "minilm_path"]
 
 MODEL_FILES = ["config.json", "model.safetensors|pytorch_model.bin|model.safetensors.index.json|"
                "pytorch_model.bin.index.json"]
@@ -53,6 +53,22 @@ class BaseTextEncoder:
         if cached is None:
             cached = self._null = self._encode_padded([""])
         return cached
+
+
+class ZeroTextEncoder(BaseTextEncoder):
+    """The text features of an unconditional model: one zero token of width ``dim`` for every prompt (what a LaVie
+    stage trained with ``lavie.conditioning: none`` attends to)."""
+
+    max_length = 1
+
+    def __init__(self, dim: int):
+        self.dim = int(dim)
+
+    def _encode_padded(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(len(prompts), 1, self.dim), torch.ones(len(prompts), 1, dtype=torch.bool)
+
+    def identity(self) -> dict:
+        return {"kind": "zero", "dim": self.dim}
 
 
 class HFTextEncoder(BaseTextEncoder):
