@@ -44,8 +44,9 @@ class Budget:
     train_steps: Optional[int] = None
     samples_per_combo: int = 6  # generated videos per training combination (FVD + accuracy)
     heldout_per_combo: int = 8  # generated videos per held-out combination
-    sampling_steps: int = 25
-    cfg_scale: float = 4.0
+    sampling_steps: int = 25  # 50 gave the same accuracy (measured)
+    cfg_scale: float = 2.0  # measured: guidance 2 / 3 / 4.5 → 90 / 90 / 83 % of training-combination videos
+    # right in every frame at synthetic FVD 5.4 / 8.7 / 11.9 (real-vs-real 11.2), held-out pairs equal
 
 
 BUDGETS = {
