@@ -42,6 +42,10 @@ class LoraConfig:
     alpha: float = option(8.0, "scale numerator: the adapter adds (alpha / rank) * B A x", above=0)
     targets: list[str] = option(help="fnmatch patterns of the nn.Linear module names to adapt (a pattern also matches "
                                      "as a suffix); empty: the task's attention and MLP projections", factory=list)
+    layers: Literal["all", "spatial"] = option(
+        "all", "'spatial': adapt only the targets outside temporal modules (Latte temporal blocks and temporal "
+               "attentions, LaVie attn_temp / temporal modules stay frozen and bit-identical): personalisation "
+               "from still images, as LaVie; 'all': every target")
 
 
 GIVEN_FRAME_MODES = ("none", "first", "first_k", "last_k")
