@@ -100,7 +100,7 @@ def sample(pipe, prompts, log, name, gifs: Path | None = None, **kw) -> np.ndarr
 
 
 # ---------------------------------------------------------------------------------------------------------------
-def part_fc(qs: Path, work: Path, steps: int, detector, heads, log, gifs) -> dict:
+def part_fc(qs: Path, work: Path, steps: int, detector, heads, log, gifs, i2v_videos: int, save) -> dict:
     base_run = qs / "latte"
     data = load_yaml_mapping(base_run / "run_config.yaml", "run config")
     data["model"]["frame_conditioning"] = True
@@ -108,17 +108,20 @@ def part_fc(qs: Path, work: Path, steps: int, detector, heads, log, gifs) -> dic
                          lr_schedule="constant", warmup_steps=0, min_lr=0.0, ema_decay=0.98, ckpt_every=steps,
                          log_every=100, keep_last=1)
     data["validation"]["every"] = 0
-    t0 = time.perf_counter()
-    train(run_config_from_dict(data))
-    seconds = time.perf_counter() - t0
-    log(f"fc fine-tune: {steps} steps in {seconds:.0f} s")
+    t0, c0 = time.perf_counter(), time.process_time()
+    reused = (work / "fc" / "checkpoints" / f"step_{steps:07d}").is_dir()  # rerunning reuses the fine-tuned run
+    if not reused:
+        train(run_config_from_dict(data))
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    seconds, cpu = (None, None) if reused else (seconds, cpu)
+    log(f"fc fine-tune: {steps} steps in {seconds} s ({cpu} s CPU)" + (" (reused)" if reused else ""))
 
     base = LattePipeline.from_run(base_run)
     fc = LattePipeline.from_run(work / "fc")
     spec = spec_of(base_run)
     frames = base.model.config.num_frames
-    res = {"fine_tune_steps": steps, "fine_tune_seconds": seconds}
-    for split, count in (("val", 36), ("heldout", 12)):
+    res = {"fine_tune_steps": steps, "fine_tune_seconds": seconds, "fine_tune_cpu_seconds": cpu}
+    for split, count in (("val", i2v_videos), ("heldout", i2v_videos)):
         clips = SyntheticDataset(spec, count, frames, 32, seed=0, split=split)
         prompts = [caption_for(clips.attributes(i)) for i in range(count)]
         given = [clips.render(i)[0] for i in range(count)]
@@ -137,6 +140,7 @@ def part_fc(qs: Path, work: Path, steps: int, detector, heads, log, gifs) -> dic
             "accuracy": accuracy(detector, heads, made, prompts),
             "base_t2v_accuracy": accuracy(detector, heads, t2v, prompts),
         }
+        save(res)
     prompts = [caption_for(c) for c in spec.combinations() if not spec.is_heldout(c)]
     short = sample(fc, prompts, log, "fc_short", gifs)
     long = sample(fc, prompts, log, "fc_extend_x4", gifs, frames=4 * frames)
@@ -176,11 +180,13 @@ def part_lora(qs: Path, work: Path, steps: int, detector, heads, log, gifs) -> d
     config = load_run_config("personalize/quickstart_lora", [
         f"data.path={manifest}", f"autoencoder.path={qs / 'vae' / 'vae'}", f"train.init_from={base_run}",
         f"train.run_dir={work / 'lora'}", f"train.max_steps={steps}", f"train.ckpt_every={steps}"])
-    t0 = time.perf_counter()
-    result = train(config)
-    seconds = time.perf_counter() - t0
-    log(f"lora: {steps} steps in {seconds:.0f} s")
-    adapter = result.last_checkpoint / "model"
+    t0, c0 = time.perf_counter(), time.process_time()
+    adapter = work / "lora" / "checkpoints" / f"step_{steps:07d}" / "model"
+    reused = adapter.is_dir()  # rerunning reuses the trained adapter
+    if not reused:
+        train(config)
+    seconds, cpu = (None, None) if reused else (time.perf_counter() - t0, time.process_time() - c0)
+    log(f"lora: {steps} steps in {seconds} s ({cpu} s CPU)" + (" (reused)" if reused else ""))
     base = LattePipeline.from_run(base_run)
     model_bytes = (adapter / "model.safetensors").stat().st_size
     adapter_bytes = (adapter / "adapter.safetensors").stat().st_size
@@ -200,7 +206,7 @@ def part_lora(qs: Path, work: Path, steps: int, detector, heads, log, gifs) -> d
 
     direction = lambda v: accuracy(detector, heads, v, purple_prompts)["direction"]  # noqa: E731
     return {
-        "stills": 64, "steps": steps, "train_seconds": seconds, "adapter_bytes": adapter_bytes,
+        "stills": 64, "steps": steps, "train_seconds": seconds, "train_cpu_seconds": cpu, "adapter_bytes": adapter_bytes,
         "model_bytes": model_bytes, "adapter_fraction": adapter_bytes / model_bytes,
         "purple_base": {**hue_stats(before_purple), "direction": direction(before_purple)},
         "purple_lora": {**hue_stats(after_purple), "direction": direction(after_purple)},
@@ -216,6 +222,7 @@ def main() -> None:
     parser.add_argument("--parts", default="fc,lora")
     parser.add_argument("--fc-steps", type=int, default=600)
     parser.add_argument("--lora-steps", type=int, default=150)
+    parser.add_argument("--i2v-videos", type=int, default=12, help="image-to-video clips per split (val, heldout)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
     parser.add_argument("--gifs", default=None, metavar="DIR")
@@ -228,8 +235,17 @@ def main() -> None:
     detector, meta = load_classifier(qs / "classifier")
     results = json.loads(Path(args.out).read_text()) if args.out and Path(args.out).is_file() else {}
     log = lambda m: print(m, flush=True)  # noqa: E731
+
+    def save(part: str):
+        def write(res: dict) -> None:  # partial results as they come
+            results[part] = res
+            if args.out:
+                Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        return write
+
     if "fc" in args.parts:
-        results["frame_conditioning"] = part_fc(qs, work, args.fc_steps, detector, meta["heads"], log, gifs)
+        results["frame_conditioning"] = part_fc(qs, work, args.fc_steps, detector, meta["heads"], log, gifs,
+                                                args.i2v_videos, save("frame_conditioning"))
     if "lora" in args.parts:
         results["personalisation"] = part_lora(qs, work, args.lora_steps, detector, meta["heads"], log, gifs)
     print(json.dumps(results, indent=2))
