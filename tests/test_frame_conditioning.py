@@ -4,18 +4,22 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
+from safetensors.torch import load_file
 
 from latte.cli import main
 from latte.diffusion.gaussian import GaussianDiffusion, beta_schedule
 from latte.encoders.autoencoders import IdentityAutoencoder
+from latte.io import load_yaml_mapping
 from latte.models import Latte, LatteConfig
 from latte.sampling import LattePipeline
 from latte.sampling.given_frames import count_clips, extend_clips
 from latte.sampling.samplers import sample_loop
+from latte.training import train
 from latte.training.init_from import init_model_from
 from latte.training.randomness import given_frame_masks
-from helpers import TINY_RGB_MODEL, tiny_model, write_run
+from helpers import TINY_RGB_MODEL, build, tiny_config, tiny_dataset, tiny_model, write_run
 
 KW = dict(classes=[1, 2], sampler="ddim", steps=3, cfg_scale=2.0, progress=False)
 
@@ -126,15 +130,10 @@ def test_training_masks_are_keyed_per_sample_and_leave_a_frame_to_generate():
 
 
 def test_frame_conditioned_training_runs_and_saves_the_new_weights(tmp_path):
-    from latte.training import train
-    from helpers import build, tiny_config, tiny_dataset
-
     data = tiny_config(tmp_path / "run", max_steps=3, ckpt_every=3)
     data["model"]["frame_conditioning"] = True
     data["train"]["given_frames"] = {"modes": ["first", "last_k"], "max_k": 2}
     train(build(data), dataset=tiny_dataset(8))
-    from safetensors.torch import load_file
-
     state = load_file(str(tmp_path / "run" / "checkpoints" / "step_0000003" / "model" / "model.safetensors"))
     assert state["frame_embedder.proj.weight"].abs().sum() > 0  # trained from zero (gradients from step 2 on)
 
@@ -205,9 +204,6 @@ def _fc_run(tmp_path):
     ckpt = write_run(tmp_path / "run")
     for which, seed in (("model", 0), ("ema", 1)):
         fc_model(seed).save_pretrained(ckpt / which)
-    from latte.io import load_yaml_mapping
-    import yaml
-
     cfg = load_yaml_mapping(ckpt / "run_config.yaml", "run config")
     cfg["model"]["frame_conditioning"] = True
     (ckpt / "run_config.yaml").write_text(yaml.safe_dump(cfg))

@@ -3,10 +3,10 @@ bit-identical, and the shipped recipe's adapter is a small fraction of its model
 import pytest
 import torch
 
-from latte.config import SHIPPED_CONFIGS, ConfigError
+from latte.config import SHIPPED_CONFIGS, ConfigError, from_dict
 from latte.models import Latte, LatteConfig
-from latte.models.lora import ADAPTER_FILE, apply_lora_file, merge_lora
-from latte.training.config import load_run_config
+from latte.models.lora import ADAPTER_FILE, apply_lora_file, merge_lora, save_lora
+from latte.training.config import LoraConfig, load_run_config
 from latte.training.trainable import apply_trainable, is_temporal
 from latte.training.trainer import Trainer, train
 from helpers import build, tiny, tiny_config, tiny_dataset
@@ -43,9 +43,6 @@ def test_spatial_lora_training_leaves_every_temporal_parameter_bit_identical(tmp
 
 
 def test_factorized_attention_keeps_its_temporal_attention_out_and_split_heads_is_refused():
-    from latte.config import from_dict
-    from latte.training.config import LoraConfig
-
     lora = from_dict(LoraConfig, {"rank": 2, "layers": "spatial"})
     model = tiny("factorized_attention")
     apply_trainable(model, "lora", lora, ["attn.qkv", "attn_temporal.qkv", "mlp.fc1"])
@@ -60,8 +57,6 @@ def test_recipe_adapter_is_at_most_five_percent_of_the_model_file(tmp_path):
     model = Latte(config.model)
     model.save_pretrained(tmp_path / "base")
     apply_trainable(model, "lora", config.train.lora, ["attn.qkv", "attn.proj", "cross_attn.*", "mlp.fc1", "mlp.fc2"])
-    from latte.models.lora import save_lora
-
     save_lora(model, tmp_path / "adapter")
     ratio = (tmp_path / "adapter" / ADAPTER_FILE).stat().st_size / (tmp_path / "base" / "model.safetensors").stat().st_size
     assert ratio <= 0.05, ratio
