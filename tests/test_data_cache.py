@@ -1,5 +1,6 @@
 """Latent cache: round trip equals on-the-fly encoding, resume skips finished shards, mismatches are refused."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -7,7 +8,9 @@ import torch
 from latte.config import from_dict
 from latte.data import build_dataset
 from latte.cli.cache import load_cache_config
+from latte.data import DataConfig
 from latte.data.cache import CacheConfig, CachedLatentDataset, CacheMismatchError, build_cache
+from latte.data.latents import config_differences, data_section
 from latte.encoders import build_autoencoder
 from helpers import write_video
 
@@ -125,6 +128,21 @@ def test_cache_made_with_other_settings_is_refused(tmp_path):
     cached = CachedLatentDataset(cfg.data.cache_dir)
     with pytest.raises(CacheMismatchError, match="another autoencoder"):
         cached.check_autoencoder(build_autoencoder(bigger.autoencoder))
+
+
+def test_cache_made_before_an_option_existed_is_accepted_at_the_options_default(tmp_path):
+    cfg = make_config(tmp_path)
+    build_cache(cfg, build_autoencoder(cfg.autoencoder), None, progress=False)
+    header_path = Path(cfg.data.cache_dir) / "cache.json"
+    header = json.loads(header_path.read_text())
+    del header["data"]["synthetic"]["partial_captions"]  # as written before the option was added
+    header_path.write_text(json.dumps(header))
+    CachedLatentDataset(cfg.data.cache_dir, expected_data=cfg.data)
+    build_cache(cfg, build_autoencoder(cfg.autoencoder), None, progress=False)  # resuming the build too
+    new = data_section(cfg.data)
+    new["synthetic"]["partial_captions"] = 0.5  # not the default: the cache was not made that way
+    assert config_differences(header["data"], new, "data.", data_section(DataConfig())) == [
+        "data.synthetic.partial_captions: cache has 'None', now '0.5'"]
 
 
 def _as_dict(cfg):

@@ -79,3 +79,29 @@ def test_joint_images_from_synthetic_clips():
     item = build_dataset(cfg, num_images=2)[0]
     assert item["video"].shape == (3, 6, 32, 32) and len(item["image_captions"]) == 2
     assert item["y_images"].shape == (2,)
+
+
+def test_partial_captions_leave_out_one_attribute_word_in_the_train_split_only():
+    cfg = {"kind": "synthetic", "image_size": 16, "num_frames": 2,
+           "synthetic": {"num_videos": 400, "heldout_videos": 8, "partial_captions": 0.5, "heldout": ["red circle"]}}
+    train = build_dataset(from_dict(DataConfig, cfg))
+    kinds = {"full": 0, "no colour": 0, "no object": 0}
+    for i in range(len(train)):
+        attrs, caption = train.attributes(i), train.caption(i)
+        if i < 4:  # the item carries the same caption (rendering every clip would be slow)
+            assert train[i]["caption"] == caption
+        assert caption.endswith(f"moving {attrs['direction']}")
+        if caption == caption_for(attrs):
+            kinds["full"] += 1
+        elif caption == f"a {attrs['shape']} moving {attrs['direction']}":
+            kinds["no colour"] += 1
+        else:
+            assert caption == f"a {attrs['color']} shape moving {attrs['direction']}", caption
+            kinds["no object"] += 1
+    assert all(130 <= kinds["full"] <= 270 and 50 <= n <= 150 for k, n in kinds.items() if k != "full"), kinds
+    assert SyntheticDataset(train.spec, 400, 2, 16).caption(7) == train.caption(7)  # seeded
+    for split in ("val", "heldout"):  # evaluation captions stay whole
+        other = build_dataset(from_dict(DataConfig, cfg), split=split)
+        assert all(other.caption(i) == caption_for(other.attributes(i)) for i in range(8))
+    with pytest.raises(Exception, match="partial_captions"):
+        from_dict(DataConfig, {**cfg, "synthetic": {"partial_captions": 1.5}})

@@ -110,3 +110,19 @@ def test_missing_folders_name_path_and_expected_files(tmp_path, t5_dir):
         build_text_encoder({"kind": "t5", "path": str(tmp_path / "half")})
     with pytest.raises(ConfigError, match="text_encoder.path: required"):
         build_text_encoder({"kind": "clip"})
+
+
+def test_hidden_layer_selects_the_hidden_state_and_embeddings_ignore_context(t5_dir):
+    last = build_text_encoder({"kind": "t5", "path": str(t5_dir)})
+    assert "hidden_layer" not in last.identity()  # caches written before the option stay valid
+    emb = build_text_encoder({"kind": "t5", "path": str(t5_dir), "hidden_layer": 0})
+    assert emb.identity()["hidden_layer"] == 0
+    prompts = [f"{WORDS[5]} {WORDS[6]} {WORDS[7]}", f"{WORDS[5]} {WORDS[8]} {WORDS[7]}"]
+    h_last, _ = last.encode(prompts)
+    h_emb, _ = emb.encode(prompts)
+    tokens = emb.tokenizer(prompts, return_tensors="pt")["input_ids"]
+    assert torch.allclose(h_emb[0, 0], emb.model.get_input_embeddings()(tokens[:1, 0])[0])
+    assert torch.allclose(h_emb[0, 0], h_emb[1, 0])  # the first word's feature ignores the second word
+    assert not torch.allclose(h_last[0, 0], h_last[1, 0], atol=1e-6)  # the last layer mixes the prompt
+    with pytest.raises(ConfigError, match="hidden_layer: 5 is outside"):
+        build_text_encoder({"kind": "t5", "path": str(t5_dir), "hidden_layer": 5})

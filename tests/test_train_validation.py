@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from latte.config import ConfigError
-from latte.data.video_io import read_all_frames, write_mp4
+from latte.data.video_io import read_all_frames, write_gif
 from latte.sampling.pipeline import LattePipeline
 from latte.training.trainer import Trainer
 from helpers import build, tiny_config
@@ -38,9 +38,13 @@ def test_validation_video_equals_latte_sample_of_the_checkpoint(tmp_path, trunca
     assert sampled.shape == (2, 4, 16, 16, 3)
     validation = trainer.task.validation_videos(trainer.ema)
     np.testing.assert_array_equal(validation, sampled)
-    for k in range(2):  # the files hold these videos (same encoder, same frames -> same decoded frames)
-        reference = read_all_frames(write_mp4(tmp_path / f"ref_{k}.mp4", sampled[k], fps=4))
-        np.testing.assert_array_equal(read_all_frames(written / f"sample_{k}.mp4"), reference)
+    for k in range(2):  # the files hold these videos: the GIF byte for byte (lossless, deterministic); the
+        # mp4 decodes close to them (x264 under CPU load is not bit-reproducible across encodes)
+        reference = write_gif(tmp_path / f"ref_{k}.gif", sampled[k], fps=4).read_bytes()
+        assert (written / f"sample_{k}.gif").read_bytes() == reference
+        decoded = read_all_frames(written / f"sample_{k}.mp4").astype(float)
+        means = np.abs(decoded.mean(axis=(1, 2)) - sampled[k].mean(axis=(1, 2)))  # per frame and channel
+        assert decoded.shape == sampled[k].shape and means.max() < 12, means
     assert not np.array_equal(sampled[0], sampled[1])
 
 

@@ -86,7 +86,11 @@ class Quickstart:
     def vae_config(self) -> dict:
         cfg = _load("vae")
         cfg["run_dir"] = str(self.paths["vae"])
-        cfg["data"]["dataset"] = copy.deepcopy(self.data)
+        data = copy.deepcopy(self.data)
+        # the autoencoder sees no captions: like the evaluator (and SD's VAE), it learns every combination's
+        # pixels; only the text-to-video model never sees the held-out colour+shape pairs
+        data["synthetic"].pop("heldout", None)
+        cfg["data"]["dataset"] = data
         if self.budget.vae_steps:
             cfg["max_steps"] = self.budget.vae_steps
             cfg["ckpt_every"] = self.budget.vae_steps

@@ -25,10 +25,15 @@ def seed_everything(seed: int) -> None:
 
 @contextlib.contextmanager
 def forked_rng(seed: int):
-    """Run a block with all global CPU RNGs seeded by ``seed``, restoring the previous states afterwards."""
+    """Run a block with all global CPU RNGs seeded by ``seed``, restoring the previous states afterwards.
+
+    Only the CPU generators are seeded (``torch.manual_seed`` would also queue seeds for every accelerator
+    backend, ~2 ms a call: a fifth of a small model's training step when every data item is forked)."""
     py_state, np_state = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[]):
-        seed_everything(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.default_generator.manual_seed(seed)
         try:
             yield
         finally:

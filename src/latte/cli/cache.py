@@ -8,6 +8,7 @@ from latte.config import ConfigError, apply_overrides, from_dict, resolve_config
 from latte.data.cache import CacheConfig
 from latte.io import load_yaml_mapping
 from latte.training.config import RunConfig
+from latte.training.tasks.lavie import LavieRunConfig, is_lavie_config
 
 
 def register(sub) -> None:
@@ -22,19 +23,45 @@ def register(sub) -> None:
 
 def load_cache_config(path: str | Path, overrides: Optional[list[str]] = None) -> CacheConfig:
     """Read a cache config (a path or a shipped config name); a run config (extra sections) is validated as
-    such and its data / autoencoder / text_encoder sections reused."""
+    such and its data / autoencoder / text_encoder sections reused.
+
+    A LaVie run config (``lavie:`` section) caches what its stage trains from: base/interp latents of the stage's
+    autoencoder; vsr latents of the upscaler's autoencoder plus the clip downsampled ×``lavie.scale_factor`` with
+    ``lavie.downsample_kernel`` (``cache.low_res_factor`` / ``low_res_kernel``). Without text conditioning
+    (``lavie.conditioning: none``) no text features are stored unless ``cache.text_features`` says so."""
     path = resolve_config(path)
     data = load_yaml_mapping(path)
     apply_overrides(data, overrides or [])
-    cache_section = data.pop("cache", {}) or {}
+    cache_section = dict(data.pop("cache", {}) or {})
     try:
-        if set(data) - {"data", "autoencoder", "text_encoder"}:
+        if is_lavie_config(data):
+            run = from_dict(LavieRunConfig, data)
+            cache_section = _lavie_cache_options(run, cache_section)
+        elif set(data) - {"data", "autoencoder", "text_encoder"}:
             run = from_dict(RunConfig, data)
+        else:
+            run = None
+        if run is not None:
             data = {"data": to_dict(run.data), "autoencoder": to_dict(run.autoencoder),
                     "text_encoder": to_dict(run.text_encoder)}
         return from_dict(CacheConfig, {**data, "cache": cache_section})
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+def _lavie_cache_options(run: LavieRunConfig, cache: dict) -> dict:
+    """``cache:`` of a LaVie stage: the vsr condition's factor and kernel from ``lavie:`` (a different explicit
+    value is an error), no text features for an unconditional stage unless asked."""
+    lv = run.lavie
+    if lv.stage == "vsr":
+        for key, value in (("low_res_factor", lv.scale_factor), ("low_res_kernel", lv.downsample_kernel)):
+            if cache.setdefault(key, value) != value:
+                raise ConfigError(f"cache.{key}: the vsr stage trains on its clips downsampled with lavie."
+                                  f"{'scale_factor' if key == 'low_res_factor' else 'downsample_kernel'} "
+                                  f"({value}); got {cache[key]}")
+    if lv.conditioning == "none":
+        cache.setdefault("text_features", False)
+    return cache
 
 
 def run(args) -> int:

@@ -4,8 +4,11 @@ Layout of ``data.cache_dir``::
 
     cache.json               what was cached: data/autoencoder/text-encoder settings and identities, views,
                              dtype, shard plan, class names. A run with different settings is refused.
-    shard_00000.safetensors  tensors "<item>_<view>/latents" (C, F, h, w) and, for captioned items with a text
-                             encoder, "<item>_<view>/text" (L, dim) and "<item>_<view>/text_mask" (L,) bool
+    shard_00000.safetensors  tensors "<item>_<view>/latents" (C, F, h, w); for captioned items with a text
+                             encoder, "<item>_<view>/text" (L, dim) and "<item>_<view>/text_mask" (L,) bool;
+                             with cache.low_res_factor s, "<item>_<view>/low_res" (3, F, H/s, W/s): the clip
+                             downsampled xs in [-1, 1] (the LaVie vsr condition; on the latent grid when s is
+                             the autoencoder's downsampling, so crops of both are taken at the same place)
     shard_00000.json         the entries of that shard (written after its tensors: marks the shard finished)
     index.json               all entries in item order (written once every shard is finished)
 
@@ -27,18 +30,19 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from latte.config import ConfigError, option, to_dict
+from latte.config import ConfigError, option
 from latte.data.config import DataConfig
 from latte.data.datasets import build_dataset
 from latte.data.latents import (
     AUTOENCODER_KEYS,
     CACHE_FORMAT,
-    DATA_KEYS,
     CachedLatentDataset,
     CacheMismatchError,
     config_differences,
+    data_section,
 )
 from latte.data.skips import SkipCounter, logger
+from latte.data.transforms import DOWNSAMPLE_KERNELS, downsample
 from latte.data.video_io import VideoReadError
 from latte.dist import torchrun_env
 from latte.io import atomic_write_json
@@ -60,8 +64,15 @@ class CacheOptions:
     dtype: Literal["float16", "float32"] = option("float16", "storage dtype of latents and text features")
     text_features: bool = option(True, "store text-encoder features + masks of captioned items (text-to-video)")
     seed: int = option(0, "seed of random views and of the autoencoder's posterior sampling")
+    low_res_factor: int = option(
+        0, "also store each clip downsampled by this factor (RGB in [-1, 1]: the LaVie vsr condition; a LaVie vsr "
+           "config sets it to lavie.scale_factor); 0 = latents only", min=0)
+    low_res_kernel: Literal["area", "bicubic"] = option(
+        "area", "kernel of the low_res_factor downsampling (a LaVie vsr config sets lavie.downsample_kernel)")
 
     def validate(self) -> None:
+        if self.low_res_kernel not in DOWNSAMPLE_KERNELS:
+            raise ConfigError(f"cache.low_res_kernel: one of {', '.join(DOWNSAMPLE_KERNELS)}, got {self.low_res_kernel!r}")
         for key in ("views", "shard_size", "batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"cache.{key}: must be >= 1, got {getattr(self, key)}")
@@ -106,11 +117,17 @@ def _header(cfg: CacheConfig, dataset, ae_identity: dict, text_identity: Optiona
         "num_shards": math.ceil(num_items / cfg.cache.shard_size),
         "sources": sources,
         "class_names": getattr(dataset, "class_names", None),
-        "data": {k: to_dict(getattr(cfg.data, k)) for k in DATA_KEYS},
+        "data": data_section(cfg.data),
         "autoencoder": {k: getattr(cfg.autoencoder, k) for k in AUTOENCODER_KEYS},
         "autoencoder_identity": ae_identity,
         "text_encoder_identity": text_identity,
+        "low_res": low_res_header(cfg.cache),
     }
+
+
+def low_res_header(opts: CacheOptions) -> Optional[dict]:
+    """What a cache records about its low-resolution clips: ``{"factor", "kernel"}``, or None without them."""
+    return {"factor": opts.low_res_factor, "kernel": opts.low_res_kernel} if opts.low_res_factor else None
 
 
 class _ViewItems(torch.utils.data.Dataset):
@@ -191,7 +208,8 @@ def build_cache(cfg: CacheConfig, autoencoder, text_encoder=None, *, rank: Optio
     header = _header(cfg, dataset, autoencoder.identity(), text_encoder.identity() if use_text else None)
     header_path = out / "cache.json"
     if header_path.exists():
-        diffs = config_differences(json.loads(header_path.read_text()), header)
+        diffs = config_differences(json.loads(header_path.read_text()), header,
+                                   defaults={"data": data_section(DataConfig())})
         if diffs:
             raise CacheMismatchError(f"{out} holds a cache made with other settings; delete it or choose another "
                                      f"data.cache_dir. Differences: " + "; ".join(diffs[:8]))
@@ -231,6 +249,8 @@ def build_cache(cfg: CacheConfig, autoencoder, text_encoder=None, *, rank: Optio
             if device is not None:
                 video = video.to(device)
             with torch.no_grad():
+                low_res = downsample(video.float(), opts.low_res_factor, opts.low_res_kernel) \
+                    if opts.low_res_factor else None
                 try:
                     latents = autoencoder.encode(video, generator=generator)
                 except TypeError:  # an autoencoder without posterior sampling
@@ -243,6 +263,8 @@ def build_cache(cfg: CacheConfig, autoencoder, text_encoder=None, *, rank: Optio
                 key = f"{b['item']}_{b['view']}"
                 tensors[f"{key}/latents"] = latents[k].to("cpu", dtype).contiguous()
                 entry = {"key": key, "item": b["item"], "view": b["view"], "shard": f"shard_{shard:05d}.safetensors"}
+                if low_res is not None:
+                    tensors[f"{key}/low_res"] = low_res[k].to("cpu", dtype).contiguous()
                 if hidden is not None:
                     tensors[f"{key}/text"] = hidden[k].to("cpu", dtype).contiguous()
                     tensors[f"{key}/text_mask"] = mask[k].to("cpu", torch.bool).contiguous()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from latte.config import ConfigError, option
 from latte.data.synthetic import BACKGROUNDS, VOCAB
@@ -37,6 +37,10 @@ class SyntheticConfig:
              "['red circle', 'blue square up']; split 'heldout' contains only them", factory=list)
     background: str = option("black", f"background: {', '.join(BACKGROUNDS)} (noise is static, seeded)")
     object_scale: float = option(0.45, "object size as a fraction of the frame side")
+    partial_captions: float = option(
+        0.0, "share of train-split clips captioned without their colour or their object word (half each: 'a circle "
+             "moving left', 'a red shape moving left'), so each attribute word is learned on its own "
+             "(attribute-wise caption augmentation); 0 = always the full caption", min=0, max=1)
 
     def validate(self) -> None:
         if self.num_videos < 1 or self.heldout_videos < 0:
@@ -56,7 +60,7 @@ class SyntheticConfig:
         return SyntheticSpec(pattern=self.pattern, shapes=tuple(self.shapes), digits=tuple(self.digits),
                              colors=tuple(self.colors), directions=tuple(self.directions),
                              speeds=tuple(self.speeds), heldout=tuple(self.heldout), background=self.background,
-                             object_scale=self.object_scale)
+                             object_scale=self.object_scale, partial_captions=self.partial_captions)
 
 
 @dataclass
@@ -72,7 +76,9 @@ class DataConfig:
         "procedural moving shapes/digits (no files)")
     path: str = option("", "dataset folder, or for kind captions the manifest file (.csv or .jsonl); paths in a "
                            "manifest are relative to its folder and may not leave it")
-    image_size: int = option(256, "output frame side in pixels (frames are square, size x size)")
+    image_size: Union[int, list[int]] = option(
+        256, "output frame size in pixels: a side (square frames, size x size) or [height, width]; both crops "
+             "then keep the frame's center at that aspect ratio")
     num_frames: int = option(16, "frames per clip")
     frame_interval: int = option(3, "temporal stride: a clip covers num_frames x frame_interval source frames")
     frame_sampling: Literal["linspace", "stride"] = option(
@@ -116,7 +122,10 @@ class DataConfig:
             raise ConfigError("data.path: not used by kind 'synthetic'; remove it")
         if self.kind != "synthetic" and self.synthetic != SyntheticConfig():
             raise ConfigError(f"data.synthetic: only used by kind 'synthetic' (data.kind is '{self.kind}'); remove it")
-        for key in ("image_size", "num_frames", "frame_interval", "min_frames"):
+        sides = [self.image_size] if isinstance(self.image_size, int) else list(self.image_size)
+        if len(sides) not in (1, 2) or any(not isinstance(v, int) or v < 1 for v in sides):
+            raise ConfigError(f"data.image_size: a positive side or [height, width], got {self.image_size}")
+        for key in ("num_frames", "frame_interval", "min_frames"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"data.{key}: must be >= 1, got {getattr(self, key)}")
         if self.max_replacements < 0:

@@ -17,7 +17,7 @@ from latte.encoders.config import AutoencoderConfig
 from latte.io import load_json_mapping
 
 __all__ = ["CACHE_FORMAT", "DATA_KEYS", "AUTOENCODER_KEYS", "CacheMismatchError", "CachedLatentDataset",
-           "config_differences"]
+           "config_differences", "data_section"]
 
 CACHE_FORMAT = 1
 # settings that change the cached tensors; any difference makes an existing cache unusable
@@ -27,17 +27,28 @@ AUTOENCODER_KEYS = ("kind", "path", "subfolder", "single_file_config", "sample_p
                     "patch_factor")
 
 
+def data_section(data: DataConfig) -> dict:
+    """The data settings a cache records (``DATA_KEYS``)."""
+    return {k: to_dict(getattr(data, k)) for k in DATA_KEYS}
+
+
 class CacheMismatchError(ConfigError):
     """An existing cache was made with other settings (or another encoder) than requested."""
 
 
-def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """``"key: cache has 'a', now 'b'"`` for every (nested) key whose value differs."""
+def config_differences(old: dict, new: dict, prefix: str = "", defaults: Optional[dict] = None) -> list[str]:
+    """``"key: cache has 'a', now 'b'"`` for every (nested) key whose value differs. A key missing from ``old``
+    whose new value is its entry in ``defaults`` (same nesting) is no difference: an option added after the
+    cache was made, left at the behaviour the cache was made with."""
     out = []
+    defaults = defaults or {}
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
+        if key not in old and key in defaults and b == defaults[key]:
+            continue
         if isinstance(a, dict) and isinstance(b, dict):
-            out += config_differences(a, b, f"{prefix}{key}.")
+            sub = defaults.get(key) if isinstance(defaults.get(key), dict) else None
+            out += config_differences(a, b, f"{prefix}{key}.", sub)
         elif a != b:
             out.append(f"{prefix}{key}: cache has {str(a)[:80]!r}, now {str(b)[:80]!r}")
     return out
@@ -45,7 +56,7 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 class CachedLatentDataset(torch.utils.data.Dataset):
     """Items of a finished cache: ``{latents (C, F, h, w) float32, index, y?, caption?, text? (L, dim),
-    text_mask? (L,)}``. Training (``split == "train"``) picks a random view per access, otherwise view 0.
+    text_mask? (L,), low_res? (3, F, H/s, W/s)}``. Training (``split == "train"``) picks a random view per access, otherwise view 0.
 
     ``expected_data`` / ``expected_autoencoder``: the current config sections; a cache made with other
     settings raises :class:`CacheMismatchError`. ``check_autoencoder(ae)`` compares encoder identities.
@@ -63,8 +74,8 @@ class CachedLatentDataset(torch.utils.data.Dataset):
             raise CacheMismatchError(f"{header_path}: cache format {self.header.get('format')}, expected {CACHE_FORMAT}")
         diffs = []
         if expected_data is not None:
-            diffs += config_differences(self.header["data"], {k: to_dict(getattr(expected_data, k)) for k in DATA_KEYS},
-                                  "data.")
+            diffs += config_differences(self.header["data"], data_section(expected_data), "data.",
+                                        data_section(DataConfig()))
         if expected_autoencoder is not None:
             diffs += config_differences(self.header["autoencoder"],
                                   {k: getattr(expected_autoencoder, k) for k in AUTOENCODER_KEYS}, "autoencoder.")
@@ -106,6 +117,8 @@ class CachedLatentDataset(torch.utils.data.Dataset):
         for name in ("y", "caption"):
             if name in entry:
                 item[name] = entry[name]
+        if self.header.get("low_res"):
+            item["low_res"] = self._tensor(entry["shard"], f"{entry['key']}/low_res").float()
         if entry.get("text"):
             item["text"] = self._tensor(entry["shard"], f"{entry['key']}/text").float()
             item["text_mask"] = self._tensor(entry["shard"], f"{entry['key']}/text_mask")

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence, Union
 
 import numpy as np
 import torch
 
 __all__ = ["VOCAB", "COLORS", "SyntheticSpec", "SyntheticDataset", "render_clip", "sample_attributes",
-           "caption_for", "export_synthetic", "shape_coverage"]
+           "caption_for", "partial_caption", "export_synthetic", "shape_coverage"]
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (235, 30, 30),
@@ -77,6 +77,17 @@ def caption_for(attrs: dict) -> str:
     return f"a {attrs['color']} {thing} moving {attrs['direction']}"
 
 
+def partial_caption(attrs: dict, keep: str) -> str:
+    """The caption with one attribute word left out: ``keep='object'`` → ``"a circle moving left"``,
+    ``keep='color'`` → ``"a red shape moving left"`` (``"a red digit moving left"``)."""
+    if keep == "object":
+        thing = attrs["shape"] if "shape" in attrs else f"digit {attrs['digit']}"
+        return f"a {thing} moving {attrs['direction']}"
+    if keep == "color":
+        return f"a {attrs['color']} {'shape' if 'shape' in attrs else 'digit'} moving {attrs['direction']}"
+    raise ValueError(f"partial_caption keep: 'object' or 'color', got {keep!r}")
+
+
 def shape_coverage(kind: str, value: str, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, r: float) -> np.ndarray:
     """Boolean ink mask at sample points ``(xs, ys)`` for an object of half-size ``r`` centred at ``(cx, cy)``."""
     u, v = (xs - cx) / r, (ys - cy) / r  # object coordinates in [-1, 1]
@@ -103,12 +114,15 @@ def shape_coverage(kind: str, value: str, xs: np.ndarray, ys: np.ndarray, cx: fl
     raise ValueError(f"unknown shape {value!r}; known: {', '.join(VOCAB['shape'])}")
 
 
-def render_clip(attrs: dict, num_frames: int = 16, size: int = 32, seed: int = 0, background: str = "black",
-                object_scale: float = 0.45, frame_rate: int = 1, upscale: int = 1) -> np.ndarray:
-    """Draw one clip: uint8 ``(frame_rate·(num_frames−1)+1, size·upscale, size·upscale, 3)``.
+def render_clip(attrs: dict, num_frames: int = 16, size: Union[int, Sequence[int]] = 32, seed: int = 0,
+                background: str = "black", object_scale: float = 0.45, frame_rate: int = 1,
+                upscale: int = 1) -> np.ndarray:
+    """Draw one clip: uint8 ``(frame_rate·(num_frames−1)+1, size·upscale, size·upscale, 3)``; ``size`` may be
+    ``(height, width)`` for non-square frames.
 
     ``attrs`` has ``color``, ``direction``, ``speed`` and either ``shape`` or ``digit``. ``seed`` fixes the
-    start position (and the noise background). ``object_scale``: object width as a fraction of the frame.
+    start position (and the noise background). ``object_scale``: object width as a fraction of the frame's
+    shorter side; the object crosses ``speed`` of the free room along its direction of motion.
 
     The same clip at other frame rates and resolutions (ground truth for a cascade's stages):
 
@@ -129,40 +143,42 @@ def render_clip(attrs: dict, num_frames: int = 16, size: int = 32, seed: int = 0
         raise ValueError(f"frame_rate and upscale must be integers >= 1, got {frame_rate} and {upscale}")
     rng = np.random.default_rng(seed)
     kind, value = ("shape", attrs["shape"]) if "shape" in attrs else ("digit", str(attrs["digit"]))
-    r = object_scale * size / 2
-    free = size - 2 * r  # room for the centre along each axis
+    height, width = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+    r = object_scale * min(height, width) / 2
+    free_x, free_y = width - 2 * r, height - 2 * r  # room for the centre along each axis
     dx, dy = _DIRECTION_VECTORS[attrs["direction"]]
-    travel = _SPEED_TRAVEL[attrs["speed"]] * free
+    free_along, free_across = (free_x, free_y) if dx else (free_y, free_x)
+    travel = _SPEED_TRAVEL[attrs["speed"]] * free_along
     # start so the whole path stays inside the frame; the perpendicular coordinate is free
-    along = rng.uniform(0, free - travel)
-    across = rng.uniform(0, free)
+    along = rng.uniform(0, free_along - travel)
+    across = rng.uniform(0, free_across)
     if dx:
-        x0 = r + (along if dx > 0 else free - along)
+        x0 = r + (along if dx > 0 else free_along - along)
         y0 = r + across
     else:
         x0 = r + across
-        y0 = r + (along if dy > 0 else free - along)
+        y0 = r + (along if dy > 0 else free_along - along)
 
-    out_size = size * upscale
+    out_h, out_w = height * upscale, width * upscale
     if background == "black":
-        canvas = np.zeros((out_size, out_size, 3), dtype=np.float32)
+        canvas = np.zeros((out_h, out_w, 3), dtype=np.float32)
     elif background == "gray":
-        canvas = np.full((out_size, out_size, 3), 96.0, dtype=np.float32)
+        canvas = np.full((out_h, out_w, 3), 96.0, dtype=np.float32)
     else:  # static low-amplitude noise, fixed by the seed
-        canvas = rng.uniform(0, 48, size=(size, size, 1)).astype(np.float32).repeat(3, axis=2)
+        canvas = rng.uniform(0, 48, size=(height, width, 1)).astype(np.float32).repeat(3, axis=2)
         canvas = canvas.repeat(upscale, axis=0).repeat(upscale, axis=1)
 
     s = _SUPERSAMPLE
-    grid = (np.arange(out_size * s) + 0.5) / (s * upscale)  # sample points in units of the size-grid pixels
-    xs, ys = np.meshgrid(grid, grid)
+    # sample points in units of the size-grid pixels
+    xs, ys = np.meshgrid((np.arange(out_w * s) + 0.5) / (s * upscale), (np.arange(out_h * s) + 0.5) / (s * upscale))
     color = np.array(COLORS[attrs["color"]], dtype=np.float32)
     num_out = frame_rate * (num_frames - 1) + 1 if num_frames > 0 else 0
-    frames = np.empty((num_out, out_size, out_size, 3), dtype=np.uint8)
+    frames = np.empty((num_out, out_h, out_w, 3), dtype=np.uint8)
     for t in range(num_out):
         progress = t / (frame_rate * max(1, num_frames - 1))
         cx, cy = x0 + dx * travel * progress, y0 + dy * travel * progress
         ink = shape_coverage(kind, value, xs, ys, cx, cy, r).astype(np.float32)
-        alpha = ink.reshape(out_size, s, out_size, s).mean(axis=(1, 3))[..., None]
+        alpha = ink.reshape(out_h, s, out_w, s).mean(axis=(1, 3))[..., None]
         frames[t] = np.clip(canvas * (1 - alpha) + color * alpha + 0.5, 0, 255).astype(np.uint8)
     return frames
 
@@ -180,6 +196,7 @@ class SyntheticSpec:
     heldout: tuple[str, ...] = ()
     background: str = "black"
     object_scale: float = 0.45
+    partial_captions: float = 0.0  # share of train-split items captioned without their colour or object word
 
     def __post_init__(self):
         for key, values in (("shape", self.shapes), ("digit", self.digits), ("color", self.colors),
@@ -221,13 +238,15 @@ def sample_attributes(spec: SyntheticSpec, combos: list[tuple[int, dict]], seed:
 
 
 class SyntheticDataset(torch.utils.data.Dataset):
-    """Moving shapes / digits rendered on the fly; item = ``{video (3, F, S, S) in [-1, 1], y, caption, index}``.
+    """Moving shapes / digits rendered on the fly; item = ``{video (3, F, S, S) in [-1, 1], y, caption, index}``
+    (``(3, F, H, W)`` for ``size = (H, W)``).
 
     ``split``: ``train`` | ``val`` (other placements of the same combinations) | ``heldout`` (only held-out
     combinations). Deterministic: the same (spec, seed, split, index) always gives the same clip.
     """
 
-    def __init__(self, spec: SyntheticSpec, num_videos: int, num_frames: int, size: int, seed: int = 0,
+    def __init__(self, spec: SyntheticSpec, num_videos: int, num_frames: int, size: Union[int, Sequence[int]],
+                 seed: int = 0,
                  split: str = "train"):
         if split not in ("train", "val", "heldout"):
             raise ValueError(f"synthetic split must be train, val or heldout, got {split!r}")
@@ -237,6 +256,7 @@ class SyntheticDataset(torch.utils.data.Dataset):
         if not self.combos:
             raise ValueError(f"synthetic split {split!r} has no attribute combinations "
                              f"(heldout phrases: {list(spec.heldout) or 'none'})")
+        size = size if isinstance(size, int) else tuple(int(v) for v in size)
         self.spec, self.num_videos, self.num_frames, self.size = spec, num_videos, num_frames, size
         self.split = split
         self.seed = seed + {"train": 0, "val": 1_000_003, "heldout": 2_000_003}[split]
@@ -260,7 +280,17 @@ class SyntheticDataset(torch.utils.data.Dataset):
     def _item(self, index: int, frames: np.ndarray, key: str) -> dict:
         class_id, attrs, _ = sample_attributes(self.spec, self.combos, self.seed, index)
         video = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0
-        return {key: video, "y": class_id, "caption": caption_for(attrs), "index": index}
+        return {key: video, "y": class_id, "caption": self.caption(index), "index": index}
+
+    def caption(self, index: int) -> str:
+        """Item ``index``'s caption: the full one, or in the train split with probability
+        ``spec.partial_captions`` one that leaves out the colour or the object word (half each, seeded)."""
+        attrs = self.attributes(index)
+        if self.split == "train" and self.spec.partial_captions > 0:
+            rng = np.random.default_rng([self.seed, 2, index])
+            if rng.random() < self.spec.partial_captions:
+                return partial_caption(attrs, "object" if rng.random() < 0.5 else "color")
+        return caption_for(attrs)
 
     def __getitem__(self, index: int) -> dict:
         """``{video (3, F, S, S) in [-1, 1], y, caption, index}``."""

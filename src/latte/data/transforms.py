@@ -22,13 +22,14 @@ a clip with its ×f :func:`downsample` (aligned crops via :func:`random_crop_off
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "frame_size",
     "temporal_window",
     "frame_indices",
     "to_float_video",
@@ -97,19 +98,35 @@ def _bilinear(video: torch.Tensor, antialias: bool, **kwargs) -> torch.Tensor:
                                     **kwargs) for i in range(video.shape[0])])
 
 
-def resize_center_crop(video: torch.Tensor, size: int, antialias: bool = False) -> torch.Tensor:
+def frame_size(size: Union[int, Sequence[int]]) -> tuple[int, int]:
+    """``(height, width)`` of a ``data.image_size``: a side (square frames) or ``[height, width]``."""
+    if isinstance(size, int):
+        return size, size
+    height, width = size
+    return int(height), int(width)
+
+
+def resize_center_crop(video: torch.Tensor, size: Union[int, Sequence[int]], antialias: bool = False) -> torch.Tensor:
     """Official ``UCFCenterCropVideo``: rescale ``(F, 3, H, W)`` so the short side is ``size`` (bilinear, scale
-    factor ``size / min(H, W)``), then center-crop ``size x size``."""
+    factor ``size / min(H, W)``), then center-crop ``size x size``. ``size = (height, width)``: the smallest
+    scale covering ``height x width``, then the centered crop of that size."""
+    height, width = frame_size(size)
     h, w = video.shape[-2:]
-    scale = size / min(h, w)
+    scale = max(height / h, width / w)
     resized = _bilinear(video, antialias, scale_factor=scale)
-    return center_crop(resized, size, size)
+    return center_crop(resized, height, width)
 
 
-def center_crop_resize(video: torch.Tensor, size: int, antialias: bool = False) -> torch.Tensor:
-    """Official ``CenterCropResizeVideo``: center-crop the largest square, then resize it to ``size x size``."""
-    short = min(video.shape[-2:])
-    return _bilinear(center_crop(video, short, short), antialias, size=(size, size))
+def center_crop_resize(video: torch.Tensor, size: Union[int, Sequence[int]], antialias: bool = False) -> torch.Tensor:
+    """Official ``CenterCropResizeVideo``: center-crop the largest square, then resize it to ``size x size``.
+    ``size = (height, width)``: the largest centered window of that aspect ratio, resized to it."""
+    height, width = frame_size(size)
+    h, w = video.shape[-2:]
+    if h * width >= w * height:  # the frame is taller than the target: keep its width
+        crop_h, crop_w = min(h, round(w * height / width)), w
+    else:
+        crop_h, crop_w = h, min(w, round(h * width / height))
+    return _bilinear(center_crop(video, crop_h, crop_w), antialias, size=(height, width))
 
 
 def hflip(video: torch.Tensor) -> torch.Tensor:
@@ -131,13 +148,14 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
 
 
 class VideoTransform:
-    """uint8 frames ``(F, H, W, 3)`` → model input ``(3, F, size, size)`` in [-1, 1].
+    """uint8 frames ``(F, H, W, 3)`` → model input ``(3, F, size, size)`` (or ``(3, F, height, width)`` for
+    ``size = (height, width)``) in [-1, 1].
 
     Order as in the official pipeline: to float → optional horizontal flip → spatial crop/resize → normalize.
     ``crop``: ``resize_center_crop`` | ``center_crop_resize`` (see module docstring).
     """
 
-    def __init__(self, size: int, crop: str = "resize_center_crop", antialias: bool = False):
+    def __init__(self, size: Union[int, Sequence[int]], crop: str = "resize_center_crop", antialias: bool = False):
         ops = {"resize_center_crop": resize_center_crop, "center_crop_resize": center_crop_resize}
         if crop not in ops:
             raise ValueError(f"crop must be one of {sorted(ops)}, got {crop!r}")

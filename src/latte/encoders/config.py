@@ -101,6 +101,10 @@ class TextEncoderConfig:
         "pipeline does this for a single prompt, `mask_feature=True`)")
     dtype: DType = option(
         "float32", "weights dtype; float16/bfloat16 are only applied on CUDA; features are returned as float32")
+    hidden_layer: int = option(
+        -1, "which hidden state is the feature: -1 the model's last hidden state (the official choice); -2 the "
+            "layer before it (CLIP 'skip'); 0 the token embeddings before any attention, where each word's feature "
+            "does not depend on the rest of the prompt")
 
     def validate(self) -> None:
         if self.kind in ("t5", "clip") and not self.path:

@@ -14,7 +14,7 @@ from latte.config import ConfigError
 from latte.encoders.config import TextEncoderConfig
 from latte.encoders.loading import fingerprint, load_checked, require_folder, resolve_device, resolve_dtype
 
-__all__ = ["BaseTextEncoder", "HFTextEncoder", "load_text_encoder", "minilm_path"]
+__all__ = ["BaseTextEncoder", "HFTextEncoder", "ZeroTextEncoder", "load_text_encoder", "minilm_path"]
 
 MODEL_FILES = ["config.json", "model.safetensors|pytorch_model.bin|model.safetensors.index.json|"
                "pytorch_model.bin.index.json"]
@@ -55,15 +55,33 @@ class BaseTextEncoder:
         return cached
 
 
+class ZeroTextEncoder(BaseTextEncoder):
+    """The text features of an unconditional model: one zero token of width ``dim`` for every prompt (what a LaVie
+    stage trained with ``lavie.conditioning: none`` attends to)."""
+
+    max_length = 1
+
+    def __init__(self, dim: int):
+        self.dim = int(dim)
+
+    def _encode_padded(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(len(prompts), 1, self.dim), torch.ones(len(prompts), 1, dtype=torch.bool)
+
+    def identity(self) -> dict:
+        return {"kind": "zero", "dim": self.dim}
+
+
 class HFTextEncoder(BaseTextEncoder):
-    """A transformers encoder + tokenizer; features are the model's ``last_hidden_state``."""
+    """A transformers encoder + tokenizer; features are the model's ``last_hidden_state`` (``hidden_layer``
+    -1), or its ``hidden_states[hidden_layer]`` (0: the token embeddings)."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, *, max_length: int, truncate_to_valid: bool,
-                 source: dict):
+                 source: dict, hidden_layer: int = -1):
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.truncate_to_valid = truncate_to_valid
+        self.hidden_layer = hidden_layer
         self.dim = int(model.config.hidden_size)
         self.source = source
 
@@ -76,12 +94,18 @@ class HFTextEncoder(BaseTextEncoder):
         tokens = self.tokenizer(prompts, padding="max_length", max_length=self.max_length, truncation=True,
                                 return_tensors="pt")
         mask = tokens["attention_mask"].to(self.device)
-        hidden = self.model(input_ids=tokens["input_ids"].to(self.device), attention_mask=mask).last_hidden_state
+        ids = tokens["input_ids"].to(self.device)
+        if self.hidden_layer == -1:
+            hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        else:
+            hidden = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[
+                self.hidden_layer]
         return hidden.float(), mask.bool()
 
     def identity(self) -> dict:
+        layer = {} if self.hidden_layer == -1 else {"hidden_layer": self.hidden_layer}  # old caches stay valid
         return {**self.source, "dim": self.dim, "max_length": self.max_length,
-                "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch.")}
+                "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."), **layer}
 
 
 def minilm_path() -> Path:
@@ -123,6 +147,11 @@ def load_text_encoder(cfg: TextEncoderConfig, device=None) -> HFTextEncoder:
         raise ConfigError(f"text_encoder.max_length: {max_length} exceeds the {limit} positions of the model "
                           f"in {model_dir}")
     model = model.to(device=device, dtype=resolve_dtype(cfg.dtype, device))
+    layers = int(model.config.num_hidden_layers)
+    if not -(layers + 1) <= cfg.hidden_layer <= layers:
+        raise ConfigError(f"text_encoder.hidden_layer: {cfg.hidden_layer} is outside the model's hidden states "
+                          f"(-{layers + 1}..{layers}: 0 = token embeddings, {layers} or -1 = the last layer; "
+                          f"{model_dir})")
     source = {"kind": cfg.kind, "path": str(path), "fingerprint": fingerprint(model_dir)}
     return HFTextEncoder(model, tokenizer, max_length=max_length, truncate_to_valid=cfg.truncate_to_valid,
-                         source=source)
+                         source=source, hidden_layer=cfg.hidden_layer)

@@ -40,10 +40,11 @@ import torch
 
 from latte.config import ConfigError
 from latte.data import to_uint8
-from latte.data.transforms import interpolation_source_frames
+from latte.data.transforms import frame_size, interpolation_source_frames
 from latte.data.video_io import probe_video, read_all_frames, write_mp4
 from latte.diffusion.gaussian import beta_schedule
 from latte.encoders import build_autoencoder, build_text_encoder
+from latte.encoders.text import ZeroTextEncoder
 from latte.encoders.loading import MissingWeightsError, read_json, resolve_device, resolve_dtype
 from latte.interop.lavie import OfficialLaVie, load_lavie
 from latte.models.unet3d import UNet3D
@@ -57,7 +58,8 @@ __all__ = ["STAGES", "OFFICIAL_STAGE_SETS", "STAGE_DEFAULTS", "StageSettings", "
            "CascadePipeline", "CascadeOutput", "resolve_stages", "load_lavie_stage", "scheduler_options_for",
            "interp_condition_indices", "interp_num_frames", "noise_augment", "augmentation_alphas_cumprod",
            "frame_chunks", "blend_chunks",
-           "frame_change_at_borders", "official_uint8", "LAVIE_FILES", "ENCODER_DIRS", "check_lavie_dir"]
+           "frame_change_at_borders", "official_uint8", "LAVIE_FILES", "ENCODER_DIRS", "check_lavie_dir",
+           "trained_stage", "load_trained_stage"]
 
 STAGES = ("base", "interp", "vsr")
 OFFICIAL_STAGE_SETS = (("base",), ("base", "interp"), ("base", "vsr"), ("base", "interp", "vsr"))
@@ -253,12 +255,13 @@ class LavieStage:
     class_labels (B,))``; the output (or its ``.sample``) is ε (base, interp) or v (vsr) with 4 channels.
     ``autoencoder``: a :class:`latte.encoders.Autoencoder` (SD 1.4 VAE ×0.18215, or the ×4-upscaler VAE
     ×0.08333 for vsr); ``text_encoder``: a :class:`latte.encoders.TextEncoder` (CLIP for the released stages).
-    ``source``: provenance recorded in sidecars. Later, our own trained stages plug in the same way.
+    ``source``: provenance recorded in sidecars. ``prediction_type``: what the U-Net predicts (default LaVie's:
+    ε for base and interp, v for vsr). Stages trained with ``latte train``: :func:`load_trained_stage`.
     """
 
     def __init__(self, kind: str, unet: torch.nn.Module, autoencoder, text_encoder, *,
                  betas: Optional[np.ndarray] = None, source: Optional[dict] = None, noise_level: int = 50,
-                 max_noise_level: int = 350):
+                 max_noise_level: int = 350, prediction_type: Optional[str] = None):
         if kind not in STAGES:
             raise ValueError(f"stage kind must be one of {STAGES}, got {kind!r}")
         self.kind = kind
@@ -266,7 +269,7 @@ class LavieStage:
         self.autoencoder = autoencoder
         self.text_encoder = text_encoder
         self.betas = np.asarray(betas if betas is not None else beta_schedule("linear", 1000), dtype=np.float64)
-        self.prediction_type = "v_prediction" if kind == "vsr" else "epsilon"
+        self.prediction_type = prediction_type or ("v_prediction" if kind == "vsr" else "epsilon")
         self.source = dict(source or {})
         self.noise_level = int(noise_level)
         self.max_noise_level = int(max_noise_level)
@@ -823,6 +826,52 @@ def _load_unet(path: Path, stage: str) -> torch.nn.Module:
     except (RuntimeError, KeyError, ValueError, ConfigError) as e:
         raise ValueError(f"{path}: not a LaVie {stage} U-Net (expected the weights of {LAVIE_FILES[stage]}"
                          f"{' with the kwargs in ' + config_file.name if config is not None else ''}): {e}") from e
+
+
+def trained_stage(unet: UNet3D, run: dict, autoencoder, text_encoder=None,
+                  source: Optional[dict] = None) -> LavieStage:
+    """The :class:`LavieStage` of a U-Net trained by ``latte train`` on a LaVie config (``run``: that config as
+    plain data, e.g. a checkpoint's ``run_config.yaml``): its noise schedule and prediction type, its frames and
+    size as the base defaults, the vsr noise level min(50, ``lavie.max_noise_level``); ``text_encoder`` None (a
+    ``lavie.conditioning: none`` stage) is the single zero token the stage was trained with."""
+    lavie, diffusion, data = run["lavie"], run["diffusion"], run["data"]
+    kind = lavie["stage"]
+    if text_encoder is None:
+        text_encoder = ZeroTextEncoder(unet.config.cross_attention_dim)
+    stage = LavieStage(kind, OfficialLaVie(unet, kind), autoencoder, text_encoder,
+                       betas=beta_schedule(diffusion["noise_schedule"], diffusion["diffusion_steps"]),
+                       prediction_type=diffusion["prediction_type"], source=source,
+                       noise_level=min(50, int(lavie["max_noise_level"])),
+                       max_noise_level=int(unet.config.max_noise_level or 0))
+    height, width = frame_size(data["image_size"])
+    stage.default_size = (int(data["num_frames"]), int(height), int(width))
+    stage.trained_frames = int(data["num_frames"])
+    return stage
+
+
+def load_trained_stage(path: PathLike, ema: bool = True, device=None) -> LavieStage:
+    """The stage a ``latte train`` LaVie run saved: ``path`` is its run directory (latest checkpoint) or a
+    checkpoint directory; the EMA weights by default (those validation samples come from), with the run's
+    autoencoder and text encoder. Use it as ``CascadePipeline(interp=load_trained_stage("runs/lavie_interp"))``."""
+    from latte.io import load_yaml_mapping
+    from latte.models.lora import ADAPTER_FILE, apply_lora_file
+    from latte.sampling.sources import _checkpoint_dir
+
+    ckpt = _checkpoint_dir(Path(path).expanduser())
+    which = "ema" if ema else "model"
+    run = load_yaml_mapping(ckpt / "run_config.yaml", "run config")
+    if "lavie" not in run:
+        raise ConfigError(f"{ckpt / 'run_config.yaml'}: not a LaVie stage run (no lavie: section); sample a Latte "
+                          "run with `latte sample`")
+    unet = UNet3D.from_pretrained(ckpt / which)
+    source = {"checkpoint": str(ckpt), "weights": which}
+    if (ckpt / which / ADAPTER_FILE).is_file():
+        apply_lora_file(unet, ckpt / which)
+        source["lora"] = str(ckpt / which)
+    device = resolve_device(device or "cpu")
+    autoencoder = build_autoencoder(run["autoencoder"], device=device)
+    text = build_text_encoder(run["text_encoder"], device=device) if run["lavie"]["conditioning"] == "text" else None
+    return trained_stage(unet, run, autoencoder, text, source)
 
 
 def _check_part(path: Path, what: str, key: str, expected, actual) -> None:

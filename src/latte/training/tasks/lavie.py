@@ -21,6 +21,10 @@ the ×4 upscaler's for VSR: inflated, temporal layers at the official initialisa
 (``lavie_base.pt`` …, strict) or one of our U-Net folders (``…/checkpoints/step_N/model``, strict). The VSR stage
 initialised from a 2-D U-Net trains only its temporal layers unless ``lavie.temporal_only: false``.
 
+Latent cache (``latte cache`` on the stage's config, then ``train.use_cache: true``): base/interp read the
+clips' latents; vsr reads the high-resolution latents and the ×s-downsampled clip, which share one grid, and
+crops both at the same (s-aligned) place — the whole frame is encoded once, not each crop.
+
 Per-sample randomness (timesteps, noise, dropout, crops, augmentation levels, VAE posterior samples) is keyed by
 ``(train.seed, step, dataset index)``, so gradient accumulation and DDP reproduce the single-process result.
 Objectives: :mod:`latte.training.tasks.lavie_objectives`.
@@ -31,11 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
 from latte.config import ConfigError, load_yaml, option, to_dict
-from latte.data.transforms import DOWNSAMPLE_KERNELS, downsample, interpolation_condition, random_crop_offsets
+from latte.data.transforms import (DOWNSAMPLE_KERNELS, downsample, frame_size, interpolation_condition,
+                                    random_crop_offsets)
 from latte.diffusion import DiffusionConfig, noise_augmentation
 from latte.diffusion.gaussian import GaussianDiffusion, beta_schedule, mean_flat
 from latte.io import load_state_dict_strict, read_state_dict
@@ -112,8 +118,9 @@ class LavieRunConfig:
                                             factory=AutoencoderConfig)
     text_encoder: TextEncoderConfig = option(help="captions (lavie.conditioning text)", factory=TextEncoderConfig)
     train: TrainConfig = option(help="optimisation, precision, checkpoints, distribution", factory=TrainConfig)
-    validation: ValidationConfig = option(help="validation sampling (not available for LaVie stages yet: every 0)",
-                                          factory=ValidationConfig)
+    validation: ValidationConfig = option(
+        help="validation videos through the cascade pipeline: base from validation.prompts, interp / vsr from the "
+             "first clips of the data's val split (every k-th frame / downsampled xs)", factory=ValidationConfig)
     wandb: WandbConfig = option(help="optional Weights & Biases logging", factory=WandbConfig)
 
     def validate(self) -> None:
@@ -146,12 +153,14 @@ class LavieRunConfig:
             raise ConfigError("data.frame_interval: the interp stage reads consecutive frames; set 1")
         if self.train.num_images and lv.stage != "base":
             raise ConfigError(f"train.num_images: image-video joint training is for the base stage, not {lv.stage}")
-        if lv.stage == "vsr" and self.train.use_cache:
-            raise ConfigError("train.use_cache: the vsr stage derives its low-resolution condition from the pixels "
-                              "of each crop; train it from videos (use_cache false)")
-        if self.validation.every:
-            raise ConfigError("validation.every: validation samples of LaVie stages come from the cascade "
-                              "pipeline, not available in training yet; set 0 and sample the checkpoint")
+        v = self.validation
+        if v.class_labels:
+            raise ConfigError("validation.class_labels: LaVie stages are text-conditional or unconditional")
+        if lv.conditioning == "none" and (v.prompts or v.cfg_scale != 1.0):
+            raise ConfigError("validation.prompts / validation.cfg_scale: lavie.conditioning is none (no text to "
+                              "prompt or guide with); remove them")
+        if v.every and lv.stage == "base" and lv.conditioning == "text" and not v.prompts:
+            raise ConfigError("validation.prompts: required for validation videos of a text-conditional base stage")
         if lv.temporal_only and self.train.trainable != "all":
             raise ConfigError(f"lavie.temporal_only and train.trainable ({self.train.trainable}) both choose what "
                               "trains; keep one")
@@ -203,7 +212,6 @@ class LavieTask(LatteTask):
         super().__init__(config, dataset)
         self.stage = config.lavie.stage
         self.name = f"train lavie-{self.stage}"
-        self.validation_every = 0
 
     # ------------------------------------------------------------------------------------------- the model
     def build_model(self, device: torch.device, resuming: bool) -> nn.Module:
@@ -249,6 +257,23 @@ class LavieTask(LatteTask):
                               f"downsampling ({self.autoencoder.downsample_factor}): latents and the "
                               "low-resolution video share one grid")
 
+    def dataset(self, engine):
+        """The clips (as for Latte); a vsr stage's latent cache must hold the low-resolution clips its condition
+        is made from (``latte cache`` on this config writes them)."""
+        data = super().dataset(engine)
+        header = getattr(data, "header", None)
+        if self.stage == "vsr" and header is not None:
+            from latte.data.latents import CacheMismatchError
+
+            lv = self.config.lavie
+            wanted = {"factor": lv.scale_factor, "kernel": lv.downsample_kernel}
+            if header.get("low_res") != wanted:
+                raise CacheMismatchError(
+                    f"the latent cache at {data.root} holds low-resolution clips {header.get('low_res')}, the vsr "
+                    f"stage needs {wanted} (lavie.scale_factor, lavie.downsample_kernel); run `latte cache` on this "
+                    "config into a new data.cache_dir")
+        return data
+
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         """The outermost repeated blocks (ResBlocks, transformers, temporal modules): FSDP2 shards each."""
         blocks = model.repeated_blocks()
@@ -291,24 +316,40 @@ class LavieTask(LatteTask):
         return torch.Generator(device=self.device).manual_seed(mix_seed(ctx.seed, ctx.step, key, _DRAW_EXTRA))
 
     def _vsr_pair(self, batch: dict, ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(latents, low-res video, level, low-res noise)`` of a vsr micro-batch (crop, encode, downsample)."""
+        """``(latents, low-res video, level, low-res noise)`` of a vsr micro-batch: from videos (crop, encode,
+        downsample) or from the latent cache (``latents`` and ``low_res`` on one grid: crop both at the same
+        place; the crop offsets are the same draws as from videos)."""
         lv = self.config.lavie
         s = lv.scale_factor
-        video = batch["video"].to(self.device, torch.float32)
+        cached = "latents" in batch
+        if cached:
+            full_latents = batch["latents"].to(self.device, torch.float32)
+            full_low = batch["low_res"].to(self.device, torch.float32)
+            height, width = full_low.shape[-2] * s, full_low.shape[-1] * s
+        else:
+            video = batch["video"].to(self.device, torch.float32)
+            height, width = video.shape[-2:]
         latents, lows, levels, noises = [], [], [], []
         for i, key in enumerate(batch["index"].tolist()):
             g = self._extra_generator(ctx, key)
-            clip = video[i:i + 1]
+            top, left, size_h, size_w = 0, 0, height, width
             if lv.patch_size is not None:
-                h, w = clip.shape[-2:]
-                top, left = random_crop_offsets(h, w, lv.patch_size, lv.patch_size, s, g)
-                clip = clip[..., top:top + lv.patch_size, left:left + lv.patch_size]
-            low = downsample(clip, s, lv.downsample_kernel)
+                top, left = random_crop_offsets(height, width, lv.patch_size, lv.patch_size, s, g)
+                size_h = size_w = lv.patch_size
+            if cached:
+                rows = slice(top // s, (top + size_h) // s)
+                cols = slice(left // s, (left + size_w) // s)
+                latents.append(full_latents[i:i + 1, ..., rows, cols])
+                low = full_low[i:i + 1, ..., rows, cols]
+            else:
+                clip = video[i:i + 1, ..., top:top + size_h, left:left + size_w]
+                low = downsample(clip, s, lv.downsample_kernel)
             levels.append(torch.randint(0, lv.max_noise_level + 1, (1,), generator=g, device=self.device))
             noises.append(torch.randn(low.shape, generator=g, device=self.device))
-            posterior = torch.Generator(device=self.device).manual_seed(mix_seed(ctx.seed, ctx.step, key, 1))
-            with torch.no_grad():
-                latents.append(self.autoencoder.encode(clip, generator=posterior).float())
+            if not cached:
+                posterior = torch.Generator(device=self.device).manual_seed(mix_seed(ctx.seed, ctx.step, key, 1))
+                with torch.no_grad():
+                    latents.append(self.autoencoder.encode(clip, generator=posterior).float())
             lows.append(low)
         return torch.cat(latents), torch.cat(lows), torch.cat(levels), torch.cat(noises)
 
@@ -324,8 +365,10 @@ class LavieTask(LatteTask):
         t, noise, drop = per_sample_draws(keys, ctx.seed, ctx.step, self.diffusion.num_timesteps,
                                           tuple(x0.shape[1:]), self.device)
         num_images = self.config.train.num_images if self.stage == "base" else 0
-        text, mask = self._text(batch, drop, b, f, num_images)
-        kwargs = {"encoder_attention_mask": mask}
+        # every text position is attended to, padding included, as LaVie / Stable Diffusion train and as the
+        # cascade pipeline samples (it passes no mask)
+        text, _ = self._text(batch, drop, b, f, num_images)
+        kwargs = {}
         if self.stage == "base":
             sample = self.diffusion.q_sample(x0, t, noise)
             target = self.diffusion.velocity(x0, t, noise) if self.diffusion.prediction_type == "v_prediction" \
@@ -388,8 +431,62 @@ class LavieTask(LatteTask):
 
         save_run_config(self.config, Path(folder) / "run_config.yaml")
 
+    # ------------------------------------------------------------------------------------------- validation
     def pipeline(self, model: nn.Module):
-        raise NotImplementedError("LaVie stages sample through the cascade pipeline (latte cascade)")
+        """A :class:`~latte.sampling.cascade.CascadePipeline` holding this stage: ``model`` with this run's
+        encoders and noise schedule (what :func:`~latte.sampling.cascade.load_trained_stage` builds from the
+        saved checkpoint)."""
+        from latte.sampling.cascade import CascadePipeline, trained_stage
+
+        text = self.text_encoder if self.config.lavie.conditioning == "text" else None
+        stage = trained_stage(model, to_dict(self.config), self.autoencoder, text)
+        return CascadePipeline(**{self.stage: stage}, device=self.device)
+
+    def validation_clips(self, count: int) -> list[dict]:
+        """The first ``count`` clips of the data's val split (read from the videos, also when training from the
+        latent cache): ``{video (1, 3, F, H, W) in [-1, 1], caption?}``."""
+        from latte.data import build_dataset
+
+        data = build_dataset(self.config.data, split="val", use_cache=False, progress=False)
+        if len(data) < count:
+            raise ConfigError(f"validation.num_samples: {count} videos, but the val split of data: has only "
+                              f"{len(data)} clips")
+        clips = []
+        for k in range(count):
+            item = data[k]
+            clips.append({"video": item["video"][None].float(), "caption": item.get("caption")})
+        return clips
+
+    @torch.no_grad()
+    def validation_videos(self, model: nn.Module) -> np.ndarray:
+        """uint8 ``(N, F, H, W, 3)``, one video per ``validation.seeds`` entry, from the cascade pipeline running
+        this stage alone: base from ``validation.prompts`` at the data's frames and size; interp from every
+        k-th frame of a val clip; vsr from a val clip downsampled ×s (``lavie.downsample_kernel``)."""
+        from latte.sampling.cascade import StageSettings
+
+        v, lv, data = self.config.validation, self.config.lavie, self.config.data
+        seeds = v.seeds or list(range(v.num_samples))
+        pipe = self.pipeline(model)
+        settings = {self.stage: StageSettings(negative_prompt="", cfg_scale=v.cfg_scale, steps=v.steps,
+                                              sampler=v.sampler)}
+        clips = self.validation_clips(len(seeds)) if self.stage != "base" else [{}] * len(seeds)
+        videos = []
+        for k, (seed, clip) in enumerate(zip(seeds, clips)):
+            prompt = ""  # lavie.conditioning none: the zero text token, whatever the prompt
+            if lv.conditioning == "text":
+                prompt = v.prompts[k % len(v.prompts)] if v.prompts else clip.get("caption") or ""
+            options = {}
+            if self.stage == "base":
+                height, width = frame_size(data.image_size)
+                options.update(frames=data.num_frames, height=height, width=width, window=0)
+            elif self.stage == "interp":
+                options.update(input=clip["video"][:, :, ::lv.interp_factor], interp_factor=lv.interp_factor)
+            else:
+                low = downsample(clip["video"], lv.scale_factor, lv.downsample_kernel)
+                options.update(input=low, vsr_chunk=low.shape[2], noise_level=pipe.stages["vsr"].noise_level)
+            out = pipe.run(prompt, stages=[self.stage], seed=seed, settings=settings, progress=False, **options)
+            videos.append(out.video)
+        return np.stack(videos)
 
 
 def train_lavie(config: LavieRunConfig, dataset=None, resume: Optional[str] = None, device: Optional[str] = None,
