@@ -42,6 +42,15 @@ def register(sub) -> None:
                         "when --frames exceeds it; 0 turns windows off (full attention over all frames)")
     p.add_argument("--window-stride", type=int, default=None, metavar="FRAMES",
                    help="frames between window starts (default: half the window)")
+    p.add_argument("--image", metavar="FILE",
+                   help="image-to-video: this image (png, jpg, ...) is the first frame (a model trained with "
+                        "model.frame_conditioning; resized if square and of another size)")
+    p.add_argument("--extend", metavar="VIDEO",
+                   help="continue this video (mp4, ...) with a frame-conditioned model: the output starts with its "
+                        "frames; --frames is the total length (default: one more clip)")
+    p.add_argument("--context-frames", type=int, default=None, metavar="K",
+                   help="frame-conditioned models: frames of the previous clip given to the next one when extending "
+                        "(--extend, or --frames beyond the trained length); default half the trained clip")
     p.add_argument("--height", type=int, default=None, help="height in pixels (default: the training size)")
     p.add_argument("--width", type=int, default=None, help="width in pixels (default: the training size)")
     p.add_argument("--fps", type=float, default=8, help="frame rate of mp4/GIF files")
@@ -72,6 +81,7 @@ def run(args) -> int:
     from latte.io import ensure_writable_dir
     from latte.sampling import LattePipeline
     from latte.sampling.cache import parse_cache
+    from latte.sampling.given_frames import read_given
     from latte.sampling.runner import SampleJob, read_prompts, run_job, summarize
     from latte.training.distributed import all_gather_objects, barrier, cleanup_distributed, setup_distributed
 
@@ -80,6 +90,11 @@ def run(args) -> int:
     try:
         prompts = read_prompts(args.prompts) if args.prompts else args.prompt
         parse_cache(args.cache)  # a bad spec fails before the model loads
+        if args.image and args.extend:
+            raise ValueError("--image and --extend: give one (a first frame, or a video to continue)")
+        for kind in ("image", "extend"):  # an unreadable file fails before the model loads
+            if getattr(args, kind):
+                read_given(getattr(args, kind), kind)
         ensure_writable_dir(args.out)  # before minutes of model loading
         pipe = LattePipeline.load(args.checkpoint, ema=not args.no_ema, device=dist.device, dtype=args.dtype,
                                   vae=args.vae, text_encoder=args.text_encoder, kind=args.kind)
@@ -92,7 +107,8 @@ def run(args) -> int:
                         classes=args.classes, seed=args.seed, sampler=args.sampler, steps=args.steps,
                         cfg_scale=args.cfg_scale, frames=args.frames, height=args.height, width=args.width,
                         fps=args.fps, formats=args.format.split(","), batch_size=args.batch_size,
-                        cache=args.cache, window=args.window, window_stride=args.window_stride)
+                        cache=args.cache, window=args.window, window_stride=args.window_stride,
+                        image=args.image, extend=args.extend, context_frames=args.context_frames)
         result = run_job(pipe, job, dist.rank, dist.world_size, progress=not args.no_progress)
         results = all_gather_objects(result)
         barrier()

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from latte.diffusion.given_frames import hold_given, masked_mean_flat
+
 # --------------------------------------------------------------------------------------------------------------
 # Pure functions
 # --------------------------------------------------------------------------------------------------------------
@@ -215,33 +217,39 @@ class GaussianDiffusion:
                 "pred_xstart": pred_xstart, "model_output": model_output}
 
     # -- training loss ---------------------------------------------------------------------------------------
-    def _vb_terms_bpd(self, model_output, x_start, x_t, t) -> torch.Tensor:
-        """Variational bound term in bits per dimension (decoder NLL at t = 0), per sample."""
+    def _vb_terms_bpd(self, model_output, x_start, x_t, t, reduce: Callable = mean_flat) -> torch.Tensor:
+        """Variational bound term in bits per dimension (decoder NLL at t = 0), per sample (``reduce``d)."""
         true_mean, _, true_log_var = self.q_posterior(x_start, x_t, t)
         out = self.p_mean_variance(None, x_t, t, model_output=model_output)
-        kl = mean_flat(normal_kl(true_mean, true_log_var, out["mean"], out["log_variance"])) / math.log(2.0)
+        kl = reduce(normal_kl(true_mean, true_log_var, out["mean"], out["log_variance"])) / math.log(2.0)
         nll = -discretized_gaussian_log_likelihood(x_start, out["mean"], 0.5 * out["log_variance"])
-        nll = mean_flat(nll) / math.log(2.0)
+        nll = reduce(nll) / math.log(2.0)
         return torch.where(t == 0, nll, kl)
 
     def training_losses(self, model: Callable, x_start, t, model_kwargs: Optional[dict] = None,
-                        noise=None) -> dict:
+                        noise=None, given_mask: Optional[torch.Tensor] = None) -> dict:
         """Per-sample ``loss = mse + vb`` (``vb`` only with a learned variance; mean stop-gradient), as official.
 
-        ``mse`` is against the noise (epsilon) or the velocity ``v`` (v_prediction)."""
+        ``mse`` is against the noise (epsilon) or the velocity ``v`` (v_prediction). ``given_mask (B, F)`` bool
+        (frame conditioning): those frames of ``x_t`` are the clean ``x_start`` frames and the losses average
+        over the other frames only (:mod:`latte.diffusion.given_frames`)."""
         noise = torch.randn_like(x_start) if noise is None else noise
         x_t = self.q_sample(x_start, t, noise)
+        reduce = mean_flat
+        if given_mask is not None:
+            x_t = hold_given(x_t, x_start, given_mask)
+            reduce = lambda v: masked_mean_flat(v, given_mask)  # noqa: E731
         output = model(x_t, self.model_timesteps(t), **(model_kwargs or {}))
         terms = {}
         if self.learn_sigma:
             prediction, var_values, dim = split_learned_sigma(output, x_start)
             frozen = torch.cat([prediction.detach(), var_values], dim=dim)
-            terms["vb"] = self._vb_terms_bpd(frozen, x_start, x_t, t)
+            terms["vb"] = self._vb_terms_bpd(frozen, x_start, x_t, t, reduce)
         else:
             prediction = output
             terms["vb"] = torch.zeros(x_start.shape[0], device=x_start.device)
         target = self.velocity(x_start, t, noise) if self.prediction_type == "v_prediction" else noise
-        terms["mse"] = mean_flat((target - prediction.float()) ** 2)
+        terms["mse"] = reduce((target - prediction.float()) ** 2)
         terms["loss"] = terms["mse"] + terms["vb"]
         return terms
 

@@ -210,9 +210,10 @@ def t2v_config_to_official(cfg: LatteConfig) -> dict:
     """``LatteConfig`` → the diffusers ``LatteTransformer3DModel`` config (only for models it can express)."""
     if not (cfg.conditioning == "text" and cfg.adaln == "single" and cfg.injection == "adaln"
             and cfg.variant == "interleaved" and cfg.patch_embedding == "frame" and cfg.temporal_pe == "absolute"
-            and cfg.mlp_ratio == 4.0 and not cfg.text_adaln):
+            and cfg.mlp_ratio == 4.0 and not cfg.text_adaln and not cfg.frame_conditioning):
         raise ConfigError("only text-conditional, interleaved, frame-patch, adaLN-single models with absolute "
-                          "temporal PE, mlp_ratio 4 and no text_adaln have the official text-to-video layout")
+                          "temporal PE, mlp_ratio 4, no text_adaln and no frame_conditioning have the official "
+                          "text-to-video layout")
     return dict(T2V_DEFAULTS, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
                 in_channels=cfg.in_channels, out_channels=cfg.out_channels, num_layers=cfg.depth // 2,
                 cross_attention_dim=cfg.hidden_size, sample_size=diffusers_sample_size(cfg),

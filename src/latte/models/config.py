@@ -64,6 +64,11 @@ class LatteConfig:
                 "softmax is faster (BENCHMARKS.md). All three compute the same function")
     gradient_checkpointing: bool = option(False, "recompute each block's activations in the backward pass "
                                                  "(less memory, ~30% more compute)")
+    frame_conditioning: bool = option(
+        False, "given clean frames (image-to-video, extension): the model takes forward(frame_mask=(B, F)) "
+               "marking frames of x that are clean, given latents; a zero-initialised patch embedding of "
+               "[x * mask, mask] is added to the tokens (so a model trained without it is fine-tuned into it "
+               "unchanged at first). Off: no extra weights, official checkpoints load as they are")
 
     @property
     def out_channels(self) -> int:

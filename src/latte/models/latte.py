@@ -379,6 +379,13 @@ class Latte(PretrainedMixin, nn.Module):
             self.x_embedder.proj = nn.Conv3d(cfg.in_channels, d, (self.tubelet, p, p), (self.tubelet, p, p))
         else:
             self.x_embedder.proj = nn.Conv2d(cfg.in_channels, d, p, p)
+        if cfg.frame_conditioning:  # [clean given latents, mask] -> tokens, added to x's (zero-initialised)
+            self.frame_embedder = nn.Module()
+            if self.tubelet > 1:
+                self.frame_embedder.proj = nn.Conv3d(cfg.in_channels + 1, d, (self.tubelet, p, p),
+                                                     (self.tubelet, p, p))
+            else:
+                self.frame_embedder.proj = nn.Conv2d(cfg.in_channels + 1, d, p, p)
         self.t_embedder = TimestepEmbedder(d)
         if cfg.conditioning == "class":
             self.y_embedder = LabelEmbedder(cfg.num_classes, d, cfg.class_dropout_prob)
@@ -404,6 +411,9 @@ class Latte(PretrainedMixin, nn.Module):
         w = self.x_embedder.proj.weight
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.zeros_(self.x_embedder.proj.bias)
+        if hasattr(self, "frame_embedder"):
+            nn.init.zeros_(self.frame_embedder.proj.weight)
+            nn.init.zeros_(self.frame_embedder.proj.bias)
         nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
         nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
         if hasattr(self, "y_embedder"):
@@ -436,21 +446,37 @@ class Latte(PretrainedMixin, nn.Module):
         return self._pe_cache[key]
 
     # -- patchify / unpatchify -------------------------------------------------------------------------------
-    def patchify(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, F, H, W)`` → tokens ``(B, F', N, D)`` (F' = F / tubelet_size) with the spatial PE added."""
+    def patchify(self, x: torch.Tensor, embedder: Optional[nn.Module] = None) -> torch.Tensor:
+        """``(B, C, F, H, W)`` → tokens ``(B, F', N, D)`` (F' = F / tubelet_size) with the spatial PE added.
+
+        ``embedder``: another patch embedding of the same geometry (the frame-conditioning one); no PE then."""
         b, c, f, hgt, wid = x.shape
         p = self.config.patch_size
         if hgt % p or wid % p:
             raise ValueError(f"latent height/width ({hgt}x{wid}) must be divisible by patch_size {p}")
+        proj = (embedder or self.x_embedder).proj
         if self.tubelet > 1:
             if f % self.tubelet:
                 raise ValueError(f"frame count {f} must be divisible by tubelet_size {self.tubelet}")
-            tok = self.x_embedder.proj(x)  # (B, D, F', h, w)
+            tok = proj(x)  # (B, D, F', h, w)
             tok = tok.flatten(3).permute(0, 2, 3, 1)
         else:
             frames = x.transpose(1, 2).reshape(b * f, c, hgt, wid)
-            tok = self.x_embedder.proj(frames).flatten(2).transpose(1, 2).reshape(b, f, -1, self.config.hidden_size)
+            tok = proj(frames).flatten(2).transpose(1, 2).reshape(b, f, -1, self.config.hidden_size)
+        if embedder is not None:
+            return tok
         return tok + self.spatial_pe(hgt // p, wid // p, x.device, tok.dtype)
+
+    def frame_tokens(self, x: torch.Tensor, frame_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """Frame conditioning: tokens ``(B, F', N, D)`` of ``[x · mask, mask]`` for ``frame_mask (B, F)`` (True on
+        the clean, given frames of ``x``; None = no frame given)."""
+        b, _, f, hgt, wid = x.shape
+        if frame_mask is None:
+            frame_mask = torch.zeros(b, f, dtype=torch.bool, device=x.device)
+        if tuple(frame_mask.shape) != (b, f):
+            raise ValueError(f"frame_mask: expected (B, F) = {(b, f)}, got {tuple(frame_mask.shape)}")
+        mask = frame_mask.to(x.dtype)[:, None, :, None, None].expand(b, 1, f, hgt, wid)
+        return self.patchify(torch.cat([x * mask, mask], dim=1), self.frame_embedder)
 
     def unpatchify(self, tok: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """``(B, F', N, s·p·p·C_out)`` → ``(B, C_out, F'·s, H, W)`` (token values ordered (s, p, q, c))."""
@@ -473,6 +499,7 @@ class Latte(PretrainedMixin, nn.Module):
         image_text: Optional[torch.Tensor] = None,
         image_text_mask: Optional[torch.Tensor] = None,
         force_drop_ids: Optional[torch.Tensor] = None,
+        frame_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Predict noise (and variance values) for noisy latents: :meth:`embed`, :meth:`run_blocks`, :meth:`head`.
 
@@ -483,11 +510,13 @@ class Latte(PretrainedMixin, nn.Module):
             text: ``(B, L, text_dim)`` text features; ``text_mask (B, L)`` True/1 on real tokens.
             image_text / image_text_mask: ``(B, K, L, text_dim)`` / ``(B, K, L)`` the images' captions.
             force_drop_ids: ``(B,)`` 1 where the class label is replaced by the null class.
+            frame_mask: ``(B, F)`` bool, models with ``frame_conditioning`` only: True on frames of ``x`` that are
+                clean, given latents (image-to-video, extension); None = none given.
         Returns:
             ``(B, C_out, F, H, W)``; with ``learn_sigma`` channels ``[:C]`` are epsilon, ``[C:]`` variance values.
         """
         tok, ctx, c = self.embed(x, t, y, text, text_mask, num_images, y_images, image_text, image_text_mask,
-                                 force_drop_ids)
+                                 force_drop_ids, frame_mask)
         return self.head(self.run_blocks(tok, ctx), c, x.shape[-2:])
 
     def embed(
@@ -502,6 +531,7 @@ class Latte(PretrainedMixin, nn.Module):
         image_text: Optional[torch.Tensor] = None,
         image_text_mask: Optional[torch.Tensor] = None,
         force_drop_ids: Optional[torch.Tensor] = None,
+        frame_mask: Optional[torch.Tensor] = None,
     ) -> tuple[torch.Tensor, BlockContext, torch.Tensor]:
         """The part of :meth:`forward` before the blocks (same arguments): tokens ``(B, F', N, D)``, the
         :class:`BlockContext` and the conditioning vector ``c (B, F_c, D)`` of the final layer.
@@ -511,6 +541,11 @@ class Latte(PretrainedMixin, nn.Module):
         if num_images and self.tubelet > 1:
             raise ValueError("image-video joint training (num_images > 0) needs patch_embedding='frame'")
         tok = self.patchify(x)  # (B, F', N, D)
+        if cfg.frame_conditioning:
+            tok = tok + self.frame_tokens(x, frame_mask)
+        elif frame_mask is not None:
+            raise ValueError("frame_mask given, but this model has no frame conditioning "
+                             "(model.frame_conditioning: false)")
         fv = tok.shape[1] - num_images
 
         # conditioning vector per frame (B, F_c, D)

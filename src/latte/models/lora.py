@@ -17,7 +17,7 @@ from torch import nn
 
 from latte.config import ConfigError
 
-__all__ = ["add_lora", "has_lora", "adapter_state_dict", "save_lora", "apply_lora_file", "merge_lora",
+__all__ = ["add_lora", "matching_linears", "has_lora", "adapter_state_dict", "save_lora", "apply_lora_file", "merge_lora",
            "split_lora_state", "join_lora_state", "ADAPTER_FILE", "ADAPTER_CONFIG"]
 
 ADAPTER_FILE = "adapter.safetensors"
@@ -28,7 +28,7 @@ def has_lora(model: nn.Module) -> bool:
     return hasattr(model, "lora_settings")
 
 
-def _matching_linears(model: nn.Module, targets: Sequence[str]) -> list[str]:
+def matching_linears(model: nn.Module, targets: Sequence[str]) -> list[str]:
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     found = [n for n in names if any(fnmatch.fnmatchcase(n, t) or fnmatch.fnmatchcase(n, f"*.{t}") for t in targets)]
     if not found:
@@ -41,7 +41,7 @@ def add_lora(model: nn.Module, rank: int, alpha: float, targets: Sequence[str]) 
     """Inject LoRA adapters (peft) into the matching linear layers and freeze every other parameter."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    modules = _matching_linears(model, targets)
+    modules = matching_linears(model, targets)
     config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=modules, lora_dropout=0.0, bias="none")
     inject_adapter_in_model(config, model)
     for name, param in model.named_parameters():

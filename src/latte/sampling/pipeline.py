@@ -24,6 +24,8 @@ import torch
 from latte.config import to_dict
 from latte.models import Latte
 from latte.sampling.cache import CacheLike, TeaCache, count_model_calls, parse_cache
+from latte.sampling.given_frames import (Given, count_clips, extend_clips, given_record, pixels_to_model_space,
+                                        read_given)
 from latte.sampling.long_video import reschedule_noise, resolve_windows, window_starts, windowed
 from latte.sampling.samplers import StepCallback, check_sampler, draw_noise, sample_loop
 from latte.sampling.sources import Defaults, Parts
@@ -315,7 +317,9 @@ class LattePipeline:
                      batch_size: int = 1, output_type: OutputType = "uint8",
                      progress: bool = True, negative_prompt: str = "",
                      callback: Optional[StepCallback] = None, cache: CacheLike = None, window: Optional[int] = None,
-                     window_stride: Optional[int] = None) -> Iterator[SampleOutput]:
+                     window_stride: Optional[int] = None, image: Optional[Given] = None,
+                     extend: Optional[Given] = None,
+                     context_frames: Optional[int] = None) -> Iterator[SampleOutput]:
         """Like :meth:`__call__`, yielding one :class:`SampleOutput` per batch (for saving as you go)."""
         if negative_prompt and self.conditioning != "text":
             raise ValueError(f"negative_prompt needs a text-conditional model (conditioning '{self.conditioning}')")
@@ -323,6 +327,24 @@ class LattePipeline:
             prompts = [prompts]
         if isinstance(classes, (int, str)):
             classes = [classes]
+        cfg = self.model.config
+        given_kind = "image" if image is not None else ("extend" if extend is not None else None)
+        given_pixels = given_source = None
+        if image is not None and extend is not None:
+            raise ValueError("image and extend: give one (a first frame, or a video to continue)")
+        if given_kind and not cfg.frame_conditioning:
+            raise ValueError(f"{given_kind}: this model was not trained with given frames "
+                             "(model.frame_conditioning: false); fine-tune it with model.frame_conditioning: true "
+                             "(train.init_from the checkpoint), or use window= for training-free long videos")
+        use_clips = cfg.frame_conditioning and window is None and window_stride is None
+        if given_kind and not use_clips:
+            raise ValueError(f"{given_kind}: window / window_stride are for training-free long videos; a "
+                             "frame-conditioned model continues clips by itself (context_frames)")
+        context = cfg.num_frames // 2 if context_frames is None else int(context_frames)
+        if given_kind:
+            given_pixels, given_source = read_given(image if image is not None else extend, given_kind)
+            if frames is None:  # one clip: the image's, or one more clip after the video
+                frames = cfg.num_frames if given_kind == "image" else len(given_pixels) + cfg.num_frames - context
         settings = self._settings(sampler, steps, cfg_scale, frames, height, width)
         cache = parse_cache(cache)
         if cache is not None and not isinstance(cache, TeaCache):
@@ -332,18 +354,32 @@ class LattePipeline:
         plan = self._plan(list(prompts or []), list(classes or []), num_videos, seed, seeds, indices)
         if output_type != "latent" and self.autoencoder is None:
             raise ValueError("no autoencoder: only output_type='latent' is possible")
-        cfg = self.model.config
         factor = self.autoencoder.downsample_factor if self.autoencoder is not None else 1
         shape = (cfg.in_channels, settings["frames"], settings["height"] // factor, settings["width"] // factor)
         tubelet = cfg.tubelet_size if cfg.patch_embedding == "tubelet" else 1
-        windows = resolve_windows(settings["frames"], cfg.num_frames, window, window_stride, tubelet)
+        prefix = torch.zeros((1, *shape[:1], 0, *shape[2:]), device=self.device)
+        if given_kind:
+            if self.autoencoder is None:
+                raise ValueError(f"{given_kind}: needs the model's autoencoder to encode the given frames")
+            pixels = pixels_to_model_space(given_pixels, settings["height"], settings["width"], given_kind)
+            with torch.no_grad():  # a fixed generator: the given latents do not depend on the video's seed
+                prefix = self.autoencoder.encode(pixels.to(self.device),
+                                                 generator=torch.Generator(self.device.type).manual_seed(0)).float()
+        windows = None if use_clips else resolve_windows(settings["frames"], cfg.num_frames, window, window_stride,
+                                                         tubelet)
+        if use_clips and (tubelet > 1 and (cfg.num_frames % tubelet or context % tubelet)):
+            raise ValueError(f"context_frames ({context}) must be a multiple of the tubelet size {tubelet}")
         num_windows = len(window_starts(shape[1], windows.size, windows.stride)) if windows else 1
+        if use_clips:
+            num_windows = count_clips(prefix.shape[2], shape[1], cfg.num_frames, context)
         shared = self.describe()
         batch_size = max(1, int(batch_size))
         for start in range(0, len(plan), batch_size):
             batch = plan[start:start + batch_size]
             generators = [torch.Generator(self.device.type).manual_seed(r["seed"]) for r in batch]
-            if windows is None:
+            if use_clips:
+                noise = None  # drawn clip by clip (_clip_sampler)
+            elif windows is None:
                 noise = draw_noise((len(batch), *shape), generators, self.device)
             else:  # longer than the trained clip: sliding windows over time (latte.sampling.long_video)
                 first = draw_noise((len(batch), shape[0], windows.size, *shape[2:]), generators, self.device)
@@ -357,18 +393,42 @@ class LattePipeline:
             # a fresh cache session per batch, and per temporal window (each window is its own input sequence)
             sessions = [cache.session(self.model, len(batch), num_calls) if cache else None
                         for _ in range(num_windows)]
-            model_fns = [self._model_fn(cond, uncond, settings["cfg_scale"], s) for s in sessions]
-            model_fn = windowed(model_fns, windows) if windows is not None else model_fns[0]
-            latents = sample_loop(model_fn, noise, settings["sampler"], settings["steps"], self.betas,
-                                  cfg.learn_sigma, generators, progress=progress,
-                                  prediction_type=self.prediction_type, callback=callback)
+            if use_clips:  # frame conditioning: clip after clip, each given the previous clip's last frames
+                latents = extend_clips(self._clip_sampler(cond, uncond, settings, sessions, generators, progress,
+                                                          callback),
+                                       prefix.expand(len(batch), -1, -1, -1, -1), shape[1], cfg.num_frames, context)
+            else:
+                model_fns = [self._model_fn(cond, uncond, settings["cfg_scale"], s) for s in sessions]
+                model_fn = windowed(model_fns, windows) if windows is not None else model_fns[0]
+                latents = sample_loop(model_fn, noise, settings["sampler"], settings["steps"], self.betas,
+                                      cfg.learn_sigma, generators, progress=progress,
+                                      prediction_type=self.prediction_type, callback=callback)
             records = [{**r, **settings, **shared, **_cache_record(sessions, k)} for k, r in enumerate(batch)]
             for r in records:
                 if negative_prompt:
                     r["negative_prompt"] = negative_prompt
                 if windows is not None:
                     r["temporal_window"] = windows.record()
+                if use_clips and (given_kind or num_windows > 1):
+                    r["given_frames"] = given_record(given_kind or "autoregressive", given_source, prefix.shape[2],
+                                                     context, cfg.num_frames, num_windows)
             yield SampleOutput(self._finish(latents, output_type), records)
+
+    def _clip_sampler(self, cond: dict, uncond: dict, settings: dict, sessions: list, generators, progress,
+                      callback):
+        """``(given (B, C, L, h, w), mask (B, L), clip index) -> clip``: one clip with its given frames held and
+        marked for the model (``frame_mask``); the noise comes from each video's generator, clip after clip."""
+        cfg = self.model.config
+
+        def sample_clip(given: torch.Tensor, mask: torch.Tensor, index: int) -> torch.Tensor:
+            noise = draw_noise(given.shape, generators, self.device)
+            fn = self._model_fn({**cond, "frame_mask": mask}, {**uncond, "frame_mask": mask}, settings["cfg_scale"],
+                                sessions[index])
+            return sample_loop(fn, noise, settings["sampler"], settings["steps"], self.betas, cfg.learn_sigma,
+                               generators, progress=progress, prediction_type=self.prediction_type,
+                               callback=callback, given=(given, mask) if bool(mask.any()) else None)
+
+        return sample_clip
 
     @torch.no_grad()
     def _finish(self, latents: torch.Tensor, output_type: OutputType):
@@ -388,7 +448,8 @@ class LattePipeline:
                  batch_size: int = 1, output_type: OutputType = "uint8", progress: bool = True,
                  indices: Optional[Sequence[int]] = None, negative_prompt: str = "",
                  callback: Optional[StepCallback] = None, cache: CacheLike = None, window: Optional[int] = None,
-                 window_stride: Optional[int] = None) -> SampleOutput:
+                 window_stride: Optional[int] = None, image: Optional[Given] = None, extend: Optional[Given] = None,
+                 context_frames: Optional[int] = None) -> SampleOutput:
         """Sample ``num_videos`` videos (default: one per prompt/class, prompts and classes are cycled).
 
         Args:
@@ -409,11 +470,20 @@ class LattePipeline:
             window, window_stride: temporal windows (frames) for videos longer than the model's trained length
                 (:mod:`latte.sampling.long_video`). Default: when ``frames`` exceeds the trained length, windows
                 of the trained length every half window; ``window=0`` turns them off (full attention over all
-                frames). Recorded in the sidecar as ``temporal_window``.
+                frames). Recorded in the sidecar as ``temporal_window``. A frame-conditioned model
+                (``model.frame_conditioning``) instead continues clip by clip (see ``context_frames``) unless a
+                window is given.
+            image: image-to-video (frame-conditioned models): the first frame, a path or uint8 ``(H, W, 3)``; it
+                is encoded and held as latent frame 0 (same image for every video).
+            extend: continue a video (path or uint8 ``(F, H, W, 3)``): the output starts with its frames and has
+                ``frames`` frames in all (default: one more clip).
+            context_frames: frames of the previous clip given to the next one (default half the trained clip);
+                also for ``frames`` beyond the trained length on a frame-conditioned model. Recorded in the
+                sidecar as ``given_frames`` (mode, source, counts).
         """
         outs = list(self.iter_batches(prompts, classes, num_videos, seed, seeds, indices, sampler, steps, cfg_scale,
                                       frames, height, width, batch_size, output_type, progress, negative_prompt,
-                                      callback, cache, window, window_stride))
+                                      callback, cache, window, window_stride, image, extend, context_frames))
         if not outs:
             return SampleOutput(np.zeros((0,), np.uint8), [])
         records = [r for o in outs for r in o.records]

@@ -39,6 +39,9 @@ class SampleJob:
     cache: Optional[str] = None  # step cache spec, e.g. 'teacache:0.1' (latte.sampling.cache)
     window: Optional[int] = None  # temporal windows for long videos (see latte.sampling.long_video)
     window_stride: Optional[int] = None
+    image: Optional[str] = None  # image-to-video / extension (frame-conditioned models; latte.sampling.given_frames)
+    extend: Optional[str] = None
+    context_frames: Optional[int] = None
 
 
 def read_prompts(path: str) -> list[str]:
@@ -69,7 +72,8 @@ def run_job(pipe, job: SampleJob, rank: int = 0, world_size: int = 1, progress: 
                                     sampler=job.sampler, steps=job.steps, cfg_scale=job.cfg_scale, frames=job.frames,
                                     height=job.height, width=job.width, batch_size=job.batch_size,
                                     progress=progress, cache=job.cache, window=job.window,
-                                    window_stride=job.window_stride)
+                                    window_stride=job.window_stride, image=job.image, extend=job.extend,
+                                    context_frames=job.context_frames)
         for out in batches:
             save_videos(out, job.out_dir, formats, fps=job.fps)
             made.extend(r["index"] for r in out.records)

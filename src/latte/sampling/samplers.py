@@ -23,10 +23,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from latte.diffusion.given_frames import hold_given
+
 __all__ = ["SAMPLERS", "OFFICIAL_SAMPLERS", "DIFFUSERS_SAMPLERS", "sample_loop", "make_scheduler",
            "draw_noise", "check_sampler", "StepCallback"]
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Hold = Callable[[torch.Tensor], torch.Tensor]
 StepCallback = Callable[[int, int], None]  # (steps done, total steps), called after every sampler step
 
 # official loops: sampler name -> (GaussianDiffusion loop method, respacing string template)
@@ -98,7 +101,7 @@ def make_scheduler(name: str, betas: np.ndarray, prediction_type: str = "epsilon
 
 def _official_loop(name: str, model_fn: ModelFn, noise: torch.Tensor, steps: int, betas: np.ndarray,
                    learn_sigma: bool, prediction_type: str, generators: Sequence[torch.Generator],
-                   progress: bool, callback: Optional[StepCallback] = None) -> torch.Tensor:
+                   progress: bool, callback: Optional[StepCallback] = None, hold: Hold = lambda x: x) -> torch.Tensor:
     from latte.diffusion.gaussian import respaced, space_timesteps
 
     method, spacing = OFFICIAL_SAMPLERS[name]
@@ -112,7 +115,7 @@ def _official_loop(name: str, model_fn: ModelFn, noise: torch.Tensor, steps: int
     for i in tqdm(range(total - 1, -1, -1), desc=name, leave=False, disable=not progress):
         t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
         step_noise = draw_noise(x.shape, generators, x.device) if stochastic else None
-        x = step(model, x, t, noise=step_noise)["sample"]
+        x = hold(step(model, x, t, noise=step_noise)["sample"])
         if callback is not None:
             callback(total - i, total)
     return x
@@ -121,7 +124,7 @@ def _official_loop(name: str, model_fn: ModelFn, noise: torch.Tensor, steps: int
 def _diffusers_loop(name: str, model_fn: ModelFn, noise: torch.Tensor, steps: int, betas: np.ndarray,
                     prediction_type: str, generators: Sequence[torch.Generator], progress: bool,
                     callback: Optional[StepCallback] = None,
-                    scheduler_options: Optional[dict] = None) -> torch.Tensor:
+                    scheduler_options: Optional[dict] = None, hold: Hold = lambda x: x) -> torch.Tensor:
     scheduler = make_scheduler(name, betas, prediction_type, scheduler_options)
     scheduler.set_timesteps(steps, device=noise.device)
     step_params = inspect.signature(scheduler.step).parameters
@@ -136,7 +139,7 @@ def _diffusers_loop(name: str, model_fn: ModelFn, noise: torch.Tensor, steps: in
         t_batch = t.reshape(1).to(x.device).expand(x.shape[0])
         out = model_fn(model_in, t_batch)
         prediction = out[:, :channels]  # learned-sigma split: the scheduler gets the epsilon / v channels only
-        x = scheduler.step(prediction, t, x, return_dict=False, **extra)[0]
+        x = hold(scheduler.step(prediction, t, x, return_dict=False, **extra)[0])
         if callback is not None:
             callback(done, total)
     return x
@@ -147,7 +150,8 @@ def sample_loop(model_fn: ModelFn, noise: torch.Tensor, sampler: str, steps: int
                 learn_sigma: bool = True, generators: Optional[Sequence[torch.Generator]] = None,
                 progress: bool = False, prediction_type: str = "epsilon",
                 callback: Optional[StepCallback] = None,
-                scheduler_options: Optional[dict] = None) -> torch.Tensor:
+                scheduler_options: Optional[dict] = None,
+                given: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
     """Denoise ``noise (B, C, F, h, w)`` (standard normal) into latents with sampler ``sampler``.
 
     Args:
@@ -169,10 +173,17 @@ def sample_loop(model_fn: ModelFn, noise: torch.Tensor, sampler: str, steps: int
         raise ValueError(f"steps must be >= 1, got {steps}")
     generators = list(generators) if generators is not None else [torch.Generator(noise.device.type)
                                                                   for _ in range(noise.shape[0])]
+    hold: Hold = lambda x: x  # noqa: E731
+    if given is not None:
+        latents, mask = given
+        hold = lambda x: hold_given(x, latents, mask)  # noqa: E731
+        inner = model_fn
+        model_fn = lambda x, t: inner(hold(x), t)  # noqa: E731 - diffusers may have rescaled x
+        noise = hold(noise)
     if sampler in OFFICIAL_SAMPLERS:
         if scheduler_options:
             raise ValueError(f"scheduler_options apply to diffusers samplers only, not the official '{sampler}'")
         return _official_loop(sampler, model_fn, noise, steps, betas, learn_sigma, prediction_type, generators,
-                              progress, callback)
+                              progress, callback, hold)
     return _diffusers_loop(sampler, model_fn, noise, steps, betas, prediction_type, generators, progress, callback,
-                           scheduler_options)
+                           scheduler_options, hold)

@@ -42,6 +42,34 @@ class LoraConfig:
     alpha: float = option(8.0, "scale numerator: the adapter adds (alpha / rank) * B A x", above=0)
     targets: list[str] = option(help="fnmatch patterns of the nn.Linear module names to adapt (a pattern also matches "
                                      "as a suffix); empty: the task's attention and MLP projections", factory=list)
+    layers: Literal["all", "spatial"] = option(
+        "all", "'spatial': adapt only the targets outside temporal modules (Latte temporal blocks and temporal "
+               "attentions, LaVie attn_temp / temporal modules stay frozen and bit-identical): personalisation "
+               "from still images, as LaVie; 'all': every target")
+
+
+GIVEN_FRAME_MODES = ("none", "first", "first_k", "last_k")
+
+
+@dataclasses.dataclass
+class GivenFramesConfig:
+    """Which frames a frame-conditioned model (``model.frame_conditioning``) is given clean in training."""
+
+    modes: list[str] = option(help="per clip, one of these is drawn uniformly (repeat a mode to weight it): 'none' "
+                                   "(text-to-video), 'first' (image-to-video), 'first_k' / 'last_k' (k clean frames "
+                                   "at the start / end; 'first_k' is what extension uses)",
+                              factory=lambda: list(GIVEN_FRAME_MODES))
+    max_k: int = option(4, "largest k of 'first_k' / 'last_k' (k is drawn uniformly from 1..max_k, at most the "
+                           "clip's frames - 1); keep sampling's extension context (--context-frames, default half the clip) within it",
+                        min=1)
+
+    def validate(self) -> None:
+        if not self.modes:
+            raise ConfigError("train.given_frames.modes: empty; use [none] to give no frames")
+        for mode in self.modes:
+            if mode not in GIVEN_FRAME_MODES:
+                raise ConfigError(f"train.given_frames.modes: unknown mode '{mode}' (known: "
+                                  f"{', '.join(GIVEN_FRAME_MODES)})")
 
 
 @dataclasses.dataclass
@@ -69,6 +97,8 @@ class TrainConfig:
         "all", "which parameters train: all; lora (low-rank adapters on train.lora.targets, everything else frozen); "
                "or a list of fnmatch patterns over parameter names (e.g. ['blocks.*.attn.*']), everything else frozen")
     lora: LoraConfig = option(help="LoRA adapters (train.trainable: lora)", factory=lambda: LoraConfig())
+    given_frames: GivenFramesConfig = option(help="clean given frames per clip (models with "
+                                                  "model.frame_conditioning only)", factory=lambda: GivenFramesConfig())
     precision: Literal["float32", "bf16", "fp16"] = option(
         "float32", "compute precision: float32; bf16 autocast; fp16 autocast with dynamic loss scaling (weights stay float32)")
     loss_scale_init: float = option(65536.0, "initial loss scale for precision fp16 (dynamic: halves on overflow, doubles after loss_scale_window good steps)", above=0)
@@ -117,6 +147,7 @@ class TrainConfig:
             raise ConfigError("train.trainable: an empty list trains nothing; use all, lora or name patterns")
         if self.num_images < 0 or self.num_workers < 0:
             raise ConfigError("train.num_images / train.num_workers: must be >= 0")
+        self.given_frames.validate()
 
 
 @dataclasses.dataclass

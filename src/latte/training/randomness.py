@@ -33,6 +33,32 @@ def per_sample_draws(keys: list[int], seed: int, step: int, num_timesteps: int, 
     return torch.cat(ts), torch.stack(noises), torch.cat(us)
 
 
+def given_frame_masks(keys: list[int], seed: int, step: int, frames: int, modes: list[str], max_k: int,
+                      device: torch.device) -> torch.Tensor:
+    """Frame conditioning: which frames of each clip are given clean, ``(B, frames)`` bool.
+
+    Per sample (generator keyed by ``(seed, step, dataset index)``, independent of batching): a mode drawn
+    uniformly from ``modes`` ('none', 'first', 'first_k', 'last_k') and ``k`` uniformly from
+    ``1..min(max_k, frames - 1)``; at least one frame is always left to generate.
+    """
+    generator = torch.Generator()
+    mask = torch.zeros(len(keys), frames, dtype=torch.bool)
+    top = max(1, min(max_k, frames - 1))
+    for row, key in enumerate(keys):
+        generator.manual_seed(mix_seed(seed, step, key, 2))
+        mode = modes[int(torch.randint(len(modes), (1,), generator=generator))]
+        k = int(torch.randint(1, top + 1, (1,), generator=generator))
+        if frames < 2 or mode == "none":
+            continue
+        if mode == "first":
+            mask[row, 0] = True
+        elif mode == "first_k":
+            mask[row, :k] = True
+        else:
+            mask[row, frames - k:] = True
+    return mask.to(device)
+
+
 def capture_rng_state() -> dict:
     """Every global RNG state of this process, as tensors and primitives only."""
     _, keys, pos, has_gauss, cached = np.random.get_state()

@@ -30,7 +30,7 @@ from latte.config import ConfigError, to_dict
 from latte.io import load_yaml_mapping
 from latte.training.config import RunConfig, save_run_config
 from latte.seeding import mix_seed
-from latte.training.randomness import per_sample_draws
+from latte.training.randomness import given_frame_masks, per_sample_draws
 from latte.models.lora import ADAPTER_FILE, has_lora, join_lora_state, save_lora, split_lora_state
 from latte.training.tasks import TaskBase
 
@@ -221,12 +221,19 @@ class LatteTask(TaskBase):
         t, noise, drop = per_sample_draws(batch["index"].tolist(), ctx.seed, ctx.step, self.diffusion.num_timesteps,
                                           tuple(x0.shape[1:]), self.device)
         kwargs = self.condition(batch, drop)
+        given = None
+        if self.config.model.frame_conditioning:  # clean given frames: the loss covers the others only
+            gf, video_frames = self.config.train.given_frames, x0.shape[2] - self.config.train.num_images
+            given = given_frame_masks(batch["index"].tolist(), ctx.seed, ctx.step, video_frames, gf.modes, gf.max_k,
+                                      self.device)
+            given = torch.nn.functional.pad(given, (0, x0.shape[2] - video_frames))  # joint images: never given
+            kwargs["frame_mask"] = given
 
         def model_fn(x, t, **kw):  # the model under autocast, returning float32 (losses are float32)
             with ctx.autocast():
                 return model(x, t, **kw).float()
 
-        terms = self.diffusion.training_losses(model_fn, x0, t, model_kwargs=kwargs, noise=noise)
+        terms = self.diffusion.training_losses(model_fn, x0, t, model_kwargs=kwargs, noise=noise, given_mask=given)
         return {"loss": terms["loss"].mean(), "mse": terms["mse"].mean(), "vb": terms["vb"].mean()}
 
     def batch_items(self, batch: dict) -> int:
