@@ -37,6 +37,12 @@ class SyntheticConfig:
              "['red circle', 'blue square up']; split 'heldout' contains only them", factory=list)
     background: str = option("black", f"background: {', '.join(BACKGROUNDS)} (noise is static, seeded)")
     object_scale: float = option(0.45, "object size as a fraction of the frame side")
+    frame_rate: int = option(
+        1, "render the motion of a base_frames-frame clip at this many times its frame rate; each item is "
+           "data.num_frames consecutive frames of it starting at a base frame (interpolation training pairs whose "
+           "motion per base frame matches base_frames-frame clips); 1 = the data.num_frames clip itself", min=1)
+    base_frames: int = option(0, "with frame_rate > 1: frames of the base clip whose motion is rendered (0 = "
+                                 "data.num_frames)", min=0)
 
     def validate(self) -> None:
         if self.num_videos < 1 or self.heldout_videos < 0:

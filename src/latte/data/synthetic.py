@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional, Sequence
 
 import numpy as np
 import torch
@@ -104,8 +104,10 @@ def shape_coverage(kind: str, value: str, xs: np.ndarray, ys: np.ndarray, cx: fl
 
 
 def render_clip(attrs: dict, num_frames: int = 16, size: int = 32, seed: int = 0, background: str = "black",
-                object_scale: float = 0.45, frame_rate: int = 1, upscale: int = 1) -> np.ndarray:
-    """Draw one clip: uint8 ``(frame_rate·(num_frames−1)+1, size·upscale, size·upscale, 3)``.
+                object_scale: float = 0.45, frame_rate: int = 1, upscale: int = 1,
+                frames: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Draw one clip: uint8 ``(frame_rate·(num_frames−1)+1, size·upscale, size·upscale, 3)`` (only the output
+    frames listed in ``frames``, in that order, when given).
 
     ``attrs`` has ``color``, ``direction``, ``speed`` and either ``shape`` or ``digit``. ``seed`` fixes the
     start position (and the noise background). ``object_scale``: object width as a fraction of the frame.
@@ -157,14 +159,17 @@ def render_clip(attrs: dict, num_frames: int = 16, size: int = 32, seed: int = 0
     xs, ys = np.meshgrid(grid, grid)
     color = np.array(COLORS[attrs["color"]], dtype=np.float32)
     num_out = frame_rate * (num_frames - 1) + 1 if num_frames > 0 else 0
-    frames = np.empty((num_out, out_size, out_size, 3), dtype=np.uint8)
-    for t in range(num_out):
+    times = list(range(num_out)) if frames is None else [int(t) for t in frames]
+    if any(not 0 <= t < num_out for t in times):
+        raise ValueError(f"frames {times}: a clip of {num_out} frames has indices 0..{num_out - 1}")
+    out = np.empty((len(times), out_size, out_size, 3), dtype=np.uint8)
+    for i, t in enumerate(times):
         progress = t / (frame_rate * max(1, num_frames - 1))
         cx, cy = x0 + dx * travel * progress, y0 + dy * travel * progress
         ink = shape_coverage(kind, value, xs, ys, cx, cy, r).astype(np.float32)
         alpha = ink.reshape(out_size, s, out_size, s).mean(axis=(1, 3))[..., None]
-        frames[t] = np.clip(canvas * (1 - alpha) + color * alpha + 0.5, 0, 255).astype(np.uint8)
-    return frames
+        out[i] = np.clip(canvas * (1 - alpha) + color * alpha + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 @dataclass(frozen=True)
@@ -228,7 +233,7 @@ class SyntheticDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, spec: SyntheticSpec, num_videos: int, num_frames: int, size: int, seed: int = 0,
-                 split: str = "train"):
+                 split: str = "train", frame_rate: int = 1, window: Optional[int] = None):
         if split not in ("train", "val", "heldout"):
             raise ValueError(f"synthetic split must be train, val or heldout, got {split!r}")
         all_combos = list(enumerate(spec.combinations()))
@@ -238,6 +243,11 @@ class SyntheticDataset(torch.utils.data.Dataset):
             raise ValueError(f"synthetic split {split!r} has no attribute combinations "
                              f"(heldout phrases: {list(spec.heldout) or 'none'})")
         self.spec, self.num_videos, self.num_frames, self.size = spec, num_videos, num_frames, size
+        self.frame_rate, self.window = frame_rate, window
+        total = frame_rate * (num_frames - 1) + 1
+        if frame_rate < 1 or (window is not None and not 1 <= window <= total):
+            raise ValueError(f"synthetic: frame_rate {frame_rate} must be >= 1 and window {window} in [1, {total}] "
+                             f"(the frames of a {num_frames}-frame clip at {frame_rate}x the frame rate)")
         self.split = split
         self.seed = seed + {"train": 0, "val": 1_000_003, "heldout": 2_000_003}[split]
         self.class_names = [caption_for(c)[2:] for c in spec.combinations()]
@@ -257,6 +267,21 @@ class SyntheticDataset(torch.utils.data.Dataset):
         return render_clip(attrs, self.num_frames, self.size, render_seed, self.spec.background,
                            self.spec.object_scale, frame_rate=frame_rate, upscale=upscale)
 
+    def item_frames(self, index: int) -> np.ndarray:
+        """uint8 frames of item ``index``: the clip (``frame_rate`` 1, no ``window``), or ``window`` consecutive
+        frames of it rendered at ``frame_rate``× the frame rate, starting at a multiple of ``frame_rate`` (a base
+        frame) drawn from the item's seed: the training clips of an interpolation stage whose motion per base frame
+        is that of the ``num_frames``-frame clips."""
+        if self.frame_rate == 1 and self.window is None:
+            return self.render(index)
+        total = self.frame_rate * (self.num_frames - 1) + 1
+        window = self.window or total
+        starts = (total - window) // self.frame_rate + 1
+        start = self.frame_rate * int(np.random.default_rng([self.seed, 2, index]).integers(starts))
+        _, attrs, render_seed = sample_attributes(self.spec, self.combos, self.seed, index)
+        return render_clip(attrs, self.num_frames, self.size, render_seed, self.spec.background,
+                           self.spec.object_scale, frame_rate=self.frame_rate, frames=range(start, start + window))
+
     def _item(self, index: int, frames: np.ndarray, key: str) -> dict:
         class_id, attrs, _ = sample_attributes(self.spec, self.combos, self.seed, index)
         video = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0
@@ -266,7 +291,7 @@ class SyntheticDataset(torch.utils.data.Dataset):
         """``{video (3, F, S, S) in [-1, 1], y, caption, index}``."""
         if not 0 <= index < len(self):
             raise IndexError(index)
-        return self._item(index, self.render(index), "video")
+        return self._item(index, self.item_frames(index), "video")
 
     def load_still(self, index: int, rng: np.random.Generator) -> dict:
         """A random frame of clip ``index`` as ``image (3, 1, S, S)`` (image-video joint training)."""

@@ -253,12 +253,14 @@ class LavieStage:
     class_labels (B,))``; the output (or its ``.sample``) is ε (base, interp) or v (vsr) with 4 channels.
     ``autoencoder``: a :class:`latte.encoders.Autoencoder` (SD 1.4 VAE ×0.18215, or the ×4-upscaler VAE
     ×0.08333 for vsr); ``text_encoder``: a :class:`latte.encoders.TextEncoder` (CLIP for the released stages).
-    ``source``: provenance recorded in sidecars. Later, our own trained stages plug in the same way.
+    ``source``: provenance recorded in sidecars. ``prediction_type``: what the U-Net outputs (default: the
+    released stages' ε for base/interp, v for vsr); our own trained stages (``latte train`` on a ``lavie:``
+    config) give theirs (:func:`latte.quickstart_cascade.stage_from_run` builds one from a run).
     """
 
     def __init__(self, kind: str, unet: torch.nn.Module, autoencoder, text_encoder, *,
                  betas: Optional[np.ndarray] = None, source: Optional[dict] = None, noise_level: int = 50,
-                 max_noise_level: int = 350):
+                 max_noise_level: int = 350, prediction_type: Optional[str] = None):
         if kind not in STAGES:
             raise ValueError(f"stage kind must be one of {STAGES}, got {kind!r}")
         self.kind = kind
@@ -266,7 +268,8 @@ class LavieStage:
         self.autoencoder = autoencoder
         self.text_encoder = text_encoder
         self.betas = np.asarray(betas if betas is not None else beta_schedule("linear", 1000), dtype=np.float64)
-        self.prediction_type = "v_prediction" if kind == "vsr" else "epsilon"
+        # LaVie's released stages: ε (base, interp), v (vsr); stages trained here record their own
+        self.prediction_type = prediction_type or ("v_prediction" if kind == "vsr" else "epsilon")
         self.source = dict(source or {})
         self.noise_level = int(noise_level)
         self.max_noise_level = int(max_noise_level)
