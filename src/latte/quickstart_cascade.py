@@ -217,11 +217,9 @@ class CascadeQuickstart:
         from latte.data.synthetic import SyntheticDataset
 
         syn = from_dict(SyntheticConfig, self.stage_config(name)["data"]["synthetic"], prefix="data.synthetic")
-        frames = {"interp": None, "vsr": self.data["num_frames"]}[name]
-        if frames is None:  # interpolation: base clips of n frames, rendered at 4x the frame rate
-            cfg = self.stage_config(name)
-            frames = (cfg["data"]["num_frames"] - 1) // cfg["lavie"]["interp_factor"] + 1
-        return SyntheticDataset(syn.spec(), count, frames, self.data["image_size"], seed=syn.seed, split=split)
+        # clips like the base stage's videos (8 frames of 32 px), rendered at 4x the frame rate / resolution
+        return SyntheticDataset(syn.spec(), count, self.data["num_frames"], self.data["image_size"], seed=syn.seed,
+                                split=split)
 
     # -- stages --------------------------------------------------------------------------------------------
     def _train(self, name: str) -> dict:
