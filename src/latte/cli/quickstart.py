@@ -8,6 +8,10 @@ def register(sub) -> None:
     p.add_argument("--out", default="quickstart_out", help="output folder (default quickstart_out)")
     p.add_argument("--budget", choices=["full", "smoke"], default="full",
                    help="'smoke' runs every stage with a handful of steps (a test of the path, not of quality)")
+    p.add_argument("--cascade", action="store_true",
+                   help="then the LaVie cascade on top: train tiny x4 interpolation and x4 super-resolution stages, "
+                        "run base -> interp -> vsr and add a section to the report (~10 min more; "
+                        "latte.quickstart_cascade)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars in any stage (the training stages still print their log lines)")
     p.set_defaults(func=run)
@@ -32,4 +36,13 @@ def run(args) -> int:
     print(f"\nreport:  {qs.out / 'report.md'}\nvideos:  {qs.paths['samples']}\nmodel:   {qs.paths['latte']}")
     print(f"sample again:  latte sample --checkpoint {qs.paths['latte']} --prompt \"a yellow square moving up\" "
           f"--out {qs.out / 'more'} --format mp4,gif --steps 25 --cfg-scale 4 --sampler ddim")
+    if args.cascade:
+        from latte.quickstart_cascade import CascadeQuickstart, cascade_bars
+
+        cq = CascadeQuickstart(args.out, budget=args.budget, progress=not args.no_progress)
+        cq.run()
+        print("\ncascade (base -> x4 interpolation -> x4 super-resolution):")
+        for measure, value, bar, met in cascade_bars(cq):
+            print(f"  {measure}: {value} ({bar}: {'met' if met else 'NOT met'})")
+        print(f"cascade videos: {cq.paths['samples']}\nreport section: {cq.out / 'report_cascade.md'}")
     return 0

@@ -41,6 +41,12 @@ class SyntheticConfig:
         0.0, "share of train-split clips captioned without their colour or their object word (half each: 'a circle "
              "moving left', 'a red shape moving left'), so each attribute word is learned on its own "
              "(attribute-wise caption augmentation); 0 = always the full caption", min=0, max=1)
+    frame_rate: int = option(
+        1, "render the motion of a base_frames-frame clip at this many times its frame rate; each item is "
+           "data.num_frames consecutive frames of it starting at a base frame (interpolation training pairs whose "
+           "motion per base frame matches base_frames-frame clips); 1 = the data.num_frames clip itself", min=1)
+    base_frames: int = option(0, "with frame_rate > 1: frames of the base clip whose motion is rendered (0 = "
+                                 "data.num_frames)", min=0)
 
     def validate(self) -> None:
         if self.num_videos < 1 or self.heldout_videos < 0:

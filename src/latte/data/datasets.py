@@ -543,7 +543,16 @@ def build_dataset(cfg, split: str = "train", num_images: Optional[int] = None, u
 
         syn = cfg.synthetic
         count = syn.heldout_videos if split == "heldout" else syn.num_videos
-        dataset = SyntheticDataset(syn.spec(), count, cfg.num_frames, cfg.image_size, seed=syn.seed, split=split)
+        if syn.frame_rate > 1 or syn.base_frames:
+            base = syn.base_frames or cfg.num_frames
+            if syn.frame_rate * (base - 1) + 1 < cfg.num_frames:
+                raise ConfigError(f"data.num_frames ({cfg.num_frames}) is more than a {base}-frame clip has at "
+                                  f"{syn.frame_rate}x the frame rate (data.synthetic.base_frames / frame_rate)")
+            dataset = SyntheticDataset(syn.spec(), count, base, cfg.image_size, seed=syn.seed, split=split,
+                                       frame_rate=syn.frame_rate, window=cfg.num_frames)
+        else:
+            dataset = SyntheticDataset(syn.spec(), count, cfg.num_frames, cfg.image_size, seed=syn.seed,
+                                       split=split)
         if len(dataset) == 0:
             raise EmptyDatasetError(f"synthetic split {split!r} has 0 videos (data.synthetic.heldout_videos)")
     elif cfg.kind == "images":

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Literal, Sequence, Union
+from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -116,9 +116,10 @@ def shape_coverage(kind: str, value: str, xs: np.ndarray, ys: np.ndarray, cx: fl
 
 def render_clip(attrs: dict, num_frames: int = 16, size: Union[int, Sequence[int]] = 32, seed: int = 0,
                 background: str = "black", object_scale: float = 0.45, frame_rate: int = 1,
-                upscale: int = 1) -> np.ndarray:
-    """Draw one clip: uint8 ``(frame_rate·(num_frames−1)+1, size·upscale, size·upscale, 3)``; ``size`` may be
-    ``(height, width)`` for non-square frames.
+                upscale: int = 1, frames: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Draw one clip: uint8 ``(frame_rate·(num_frames−1)+1, size·upscale, size·upscale, 3)`` (only the output
+    frames listed in ``frames``, in that order, when given); ``size`` may be ``(height, width)`` for non-square
+    frames.
 
     ``attrs`` has ``color``, ``direction``, ``speed`` and either ``shape`` or ``digit``. ``seed`` fixes the
     start position (and the noise background). ``object_scale``: object width as a fraction of the frame's
@@ -173,14 +174,17 @@ def render_clip(attrs: dict, num_frames: int = 16, size: Union[int, Sequence[int
     xs, ys = np.meshgrid((np.arange(out_w * s) + 0.5) / (s * upscale), (np.arange(out_h * s) + 0.5) / (s * upscale))
     color = np.array(COLORS[attrs["color"]], dtype=np.float32)
     num_out = frame_rate * (num_frames - 1) + 1 if num_frames > 0 else 0
-    frames = np.empty((num_out, out_h, out_w, 3), dtype=np.uint8)
-    for t in range(num_out):
+    times = list(range(num_out)) if frames is None else [int(t) for t in frames]
+    if any(not 0 <= t < num_out for t in times):
+        raise ValueError(f"frames {times}: a clip of {num_out} frames has indices 0..{num_out - 1}")
+    out = np.empty((len(times), out_h, out_w, 3), dtype=np.uint8)
+    for i, t in enumerate(times):
         progress = t / (frame_rate * max(1, num_frames - 1))
         cx, cy = x0 + dx * travel * progress, y0 + dy * travel * progress
         ink = shape_coverage(kind, value, xs, ys, cx, cy, r).astype(np.float32)
         alpha = ink.reshape(out_h, s, out_w, s).mean(axis=(1, 3))[..., None]
-        frames[t] = np.clip(canvas * (1 - alpha) + color * alpha + 0.5, 0, 255).astype(np.uint8)
-    return frames
+        out[i] = np.clip(canvas * (1 - alpha) + color * alpha + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 @dataclass(frozen=True)
@@ -246,8 +250,7 @@ class SyntheticDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, spec: SyntheticSpec, num_videos: int, num_frames: int, size: Union[int, Sequence[int]],
-                 seed: int = 0,
-                 split: str = "train"):
+                 seed: int = 0, split: str = "train", frame_rate: int = 1, window: Optional[int] = None):
         if split not in ("train", "val", "heldout"):
             raise ValueError(f"synthetic split must be train, val or heldout, got {split!r}")
         all_combos = list(enumerate(spec.combinations()))
@@ -258,6 +261,11 @@ class SyntheticDataset(torch.utils.data.Dataset):
                              f"(heldout phrases: {list(spec.heldout) or 'none'})")
         size = size if isinstance(size, int) else tuple(int(v) for v in size)
         self.spec, self.num_videos, self.num_frames, self.size = spec, num_videos, num_frames, size
+        self.frame_rate, self.window = frame_rate, window
+        total = frame_rate * (num_frames - 1) + 1
+        if frame_rate < 1 or (window is not None and not 1 <= window <= total):
+            raise ValueError(f"synthetic: frame_rate {frame_rate} must be >= 1 and window {window} in [1, {total}] "
+                             f"(the frames of a {num_frames}-frame clip at {frame_rate}x the frame rate)")
         self.split = split
         self.seed = seed + {"train": 0, "val": 1_000_003, "heldout": 2_000_003}[split]
         self.class_names = [caption_for(c)[2:] for c in spec.combinations()]
@@ -277,6 +285,21 @@ class SyntheticDataset(torch.utils.data.Dataset):
         return render_clip(attrs, self.num_frames, self.size, render_seed, self.spec.background,
                            self.spec.object_scale, frame_rate=frame_rate, upscale=upscale)
 
+    def item_frames(self, index: int) -> np.ndarray:
+        """uint8 frames of item ``index``: the clip (``frame_rate`` 1, no ``window``), or ``window`` consecutive
+        frames of it rendered at ``frame_rate``× the frame rate, starting at a multiple of ``frame_rate`` (a base
+        frame) drawn from the item's seed: the training clips of an interpolation stage whose motion per base frame
+        is that of the ``num_frames``-frame clips."""
+        if self.frame_rate == 1 and self.window is None:
+            return self.render(index)
+        total = self.frame_rate * (self.num_frames - 1) + 1
+        window = self.window or total
+        starts = (total - window) // self.frame_rate + 1
+        start = self.frame_rate * int(np.random.default_rng([self.seed, 2, index]).integers(starts))
+        _, attrs, render_seed = sample_attributes(self.spec, self.combos, self.seed, index)
+        return render_clip(attrs, self.num_frames, self.size, render_seed, self.spec.background,
+                           self.spec.object_scale, frame_rate=self.frame_rate, frames=range(start, start + window))
+
     def _item(self, index: int, frames: np.ndarray, key: str) -> dict:
         class_id, attrs, _ = sample_attributes(self.spec, self.combos, self.seed, index)
         video = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0
@@ -287,7 +310,7 @@ class SyntheticDataset(torch.utils.data.Dataset):
         ``spec.partial_captions`` one that leaves out the colour or the object word (half each, seeded)."""
         attrs = self.attributes(index)
         if self.split == "train" and self.spec.partial_captions > 0:
-            rng = np.random.default_rng([self.seed, 2, index])
+            rng = np.random.default_rng([self.seed, 3, index])  # [seed, 2, index] draws the window start
             if rng.random() < self.spec.partial_captions:
                 return partial_caption(attrs, "object" if rng.random() < 0.5 else "color")
         return caption_for(attrs)
@@ -296,7 +319,7 @@ class SyntheticDataset(torch.utils.data.Dataset):
         """``{video (3, F, S, S) in [-1, 1], y, caption, index}``."""
         if not 0 <= index < len(self):
             raise IndexError(index)
-        return self._item(index, self.render(index), "video")
+        return self._item(index, self.item_frames(index), "video")
 
     def load_still(self, index: int, rng: np.random.Generator) -> dict:
         """A random frame of clip ``index`` as ``image (3, 1, S, S)`` (image-video joint training)."""

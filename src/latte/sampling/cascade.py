@@ -269,6 +269,7 @@ class LavieStage:
         self.autoencoder = autoencoder
         self.text_encoder = text_encoder
         self.betas = np.asarray(betas if betas is not None else beta_schedule("linear", 1000), dtype=np.float64)
+        # LaVie's released stages: ε (base, interp), v (vsr); stages trained here record their own
         self.prediction_type = prediction_type or ("v_prediction" if kind == "vsr" else "epsilon")
         self.source = dict(source or {})
         self.noise_level = int(noise_level)
