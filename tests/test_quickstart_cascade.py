@@ -67,7 +67,8 @@ def test_stage_from_run_uses_the_runs_prediction_type(tmp_path):
     stage = stage_from_run(tmp_path)
     assert stage.kind == "interp" and stage.prediction_type == "v_prediction"
     assert stage.autoencoder.latent_channels == 48
-    with pytest.raises(FileNotFoundError, match="run_config.yaml"):
+    assert stage_from_run(tmp_path, noise_level=7).noise_level == 7
+    with pytest.raises(Exception, match="nothing"):
         stage_from_run(tmp_path / "nothing")
 
 

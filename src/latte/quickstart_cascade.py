@@ -74,48 +74,15 @@ def load_stage_config(name: str) -> dict:
 
 # ------------------------------------------------------------------------------------------------ helpers
 
-class NullTextEncoder:
-    """The text encoder of stages trained with ``lavie.conditioning: none``: one zero token ``(B, 1, dim)``,
-    whatever the prompt (what the U-Net saw in training)."""
+def stage_from_run(run_dir: str | Path, noise_level: Optional[int] = None):
+    """The run's :class:`~latte.sampling.cascade.LavieStage` (EMA weights; :func:`latte.sampling.cascade.
+    load_trained_stage`), with the super-resolution condition's ``noise_level`` when given."""
+    from latte.sampling.cascade import load_trained_stage
 
-    def __init__(self, dim: int):
-        self.dim = dim
-
-    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.zeros(len(prompts), 1, self.dim), torch.ones(len(prompts), 1, dtype=torch.bool)
-
-    def identity(self) -> dict:
-        return {"kind": "none", "dim": self.dim}
-
-
-def stage_from_run(run_dir: str | Path, ema: bool = True, noise_level: int = 0):
-    """A :class:`latte.sampling.cascade.LavieStage` from a ``latte train`` run of a LaVie stage (a run folder
-    or one ``checkpoints/step_N`` folder): the U-Net (EMA weights), its autoencoder, text encoder (none for
-    ``lavie.conditioning: none``), noise schedule and prediction type from the run's ``run_config.yaml``."""
-    from latte.diffusion.gaussian import beta_schedule
-    from latte.encoders import build_autoencoder, build_text_encoder
-    from latte.interop.lavie import OfficialLaVie
-    from latte.models.unet3d import UNet3D
-    from latte.training.tasks.lavie import load_lavie_run_config
-    from latte.sampling.cascade import LavieStage
-
-    path = Path(run_dir)
-    if (path / "checkpoints" / "latest").is_file():  # a run folder: its latest checkpoint
-        path = path / "checkpoints" / (path / "checkpoints" / "latest").read_text().strip()
-    config_file = path / "run_config.yaml"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{path}: not a LaVie stage checkpoint (expected run_config.yaml and ema/ or "
-                                "model/; or a run folder with checkpoints/latest)")
-    cfg = load_lavie_run_config(config_file)
-    unet = UNet3D.from_pretrained(path / ("ema" if ema and (path / "ema").is_dir() else "model"))
-    kind = cfg.lavie.stage
-    text = NullTextEncoder(cfg.unet.cross_attention_dim) if cfg.lavie.conditioning == "none" else \
-        build_text_encoder(cfg.text_encoder)
-    d = cfg.diffusion
-    return LavieStage(kind, OfficialLaVie(unet.eval(), kind), build_autoencoder(cfg.autoencoder), text,
-                      betas=beta_schedule(d.noise_schedule, d.diffusion_steps), prediction_type=d.prediction_type,
-                      source={"unet": str(path)}, noise_level=noise_level,
-                      max_noise_level=cfg.lavie.max_noise_level if kind == "vsr" else 350)
+    stage = load_trained_stage(run_dir)
+    if noise_level is not None:
+        stage.noise_level = int(noise_level)
+    return stage
 
 
 def psnr(estimate: torch.Tensor, reference: torch.Tensor) -> float:
