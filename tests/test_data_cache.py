@@ -77,6 +77,7 @@ def test_cache_round_trip_equals_on_the_fly(tmp_path):
     train = CachedLatentDataset(cfg.data.cache_dir, split="train")
     seen = {tuple(train[0]["latents"][0, 0, 0].tolist()) for _ in range(12)}
     assert len(seen) == 2  # both views are used in training
+    assert train.draws_random and not cached.draws_random  # only training picks views: seeded per item
 
 
 def test_cache_resume_skips_finished_shards(tmp_path):

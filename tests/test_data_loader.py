@@ -59,3 +59,27 @@ def test_workers_give_the_same_batches():
     loader = build_loader(data, 2, seed=3, num_workers=1)
     assert indices(loader) == plain
     assert len(indices(loader)) == 3  # second epoch through the same persistent worker
+
+
+def test_seeded_items_fork_the_rng_only_for_datasets_that_draw_random(monkeypatch):
+    import latte.data.loader as loader
+
+    class Draws(torch.utils.data.Dataset):
+        def __init__(self, draws_random):
+            self.draws_random = draws_random
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return {"x": torch.rand(3)}
+
+    forks = []
+    real = loader.forked_rng
+    monkeypatch.setattr(loader, "forked_rng", lambda seed: forks.append(seed) or real(seed))
+    random_items = loader.SeededItems(Draws(True), seed=0)
+    assert torch.equal(random_items[(0, 1)]["x"], random_items[(0, 1)]["x"])  # keyed: reproducible
+    assert len(forks) == 2
+    plain = loader.SeededItems(Draws(False), seed=0)
+    plain[(0, 1)]
+    assert len(forks) == 2  # no fork: such a dataset promises not to use the RNG

@@ -91,6 +91,8 @@ class CachedLatentDataset(torch.utils.data.Dataset):
             raise ConfigError(f"data.cache_dir: the latent cache at {self.root} has no entries "
                               f"({len(index['failures'])} clips failed to load when it was written)")
         self.training = split == "train"
+        # items draw from the global RNG only for a random view per training access (SeededItems reads this)
+        self.draws_random = self.training and max(len(v) for v in self.items) > 1
         self.class_names = self.header.get("class_names")
         self._handles: dict[str, object] = {}
 
