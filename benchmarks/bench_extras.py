@@ -43,6 +43,8 @@ from latte.sampling import LattePipeline, save_videos
 from latte.training.config import load_run_config, run_config_from_dict
 from latte.training.trainer import train
 
+from bench_long_video import frame_change  # noqa: E402  (benchmarks/ is the script's folder)
+
 PURPLE = (150, 40, 230)
 PURPLE_HUE = (255.0, 295.0)
 
@@ -59,17 +61,6 @@ def to_tensor(videos: np.ndarray) -> torch.Tensor:
 def accuracy(detector, heads, videos: np.ndarray, prompts: list[str]) -> dict:
     predicted = {k: v.numpy() for k, v in detector.predict(to_tensor(videos)).items()}
     return attribute_accuracy(predicted, [parse_caption(p, heads) for p in prompts], heads)
-
-
-def frame_change(videos: np.ndarray, segment: int) -> dict:
-    x = torch.from_numpy(videos).double() / 255.0  # (N, T, H, W, 3)
-    per_step = (x[:, 1:] - x[:, :-1]).abs().mean(dim=(0, 2, 3, 4))
-    border = torch.tensor([(t + 1) % segment == 0 for t in range(per_step.numel())])
-    out = {"inside": float(per_step[~border].mean())}
-    if border.any():
-        out["border"] = float(per_step[border].mean())
-        out["border_over_inside"] = out["border"] / out["inside"]
-    return out
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -150,7 +141,7 @@ def part_fc(qs: Path, work: Path, steps: int, detector, heads, log, gifs, i2v_vi
     res["extension"] = {"frames": 4 * frames, "context_frames": frames // 2, "short_joint": short_acc,
                         "segment_joint": segments,
                         "worst_drop_points": 100 * (short_acc - min(segments)),
-                        "frame_change": frame_change(long, frames)}
+                        "frame_change": frame_change(torch.from_numpy(long).permute(0, 4, 1, 2, 3), frames)}
     return res
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,42 @@ def _load(name: str) -> dict:
     return load_yaml_mapping(path, "quickstart config")
 
 
-class Quickstart:
+class StagedRun:
+    """Resumable stages: ``stage_<name>()`` runs for each name of ``STAGES`` in order; its result dict, with the
+    seconds it took and the load average before and after, is written to ``OUT/stages/<MARKER><name>.json``,
+    and a stage whose file exists is skipped. Subclasses set ``STAGES``, ``TITLES``, ``paths["stages"]`` and
+    ``log``."""
+
+    STAGES: tuple[str, ...] = ()
+    TITLES: dict[str, str] = {}
+    MARKER = ""  # file-name prefix of the stage results (two runs sharing one OUT/stages)
+    paths: dict[str, Path]
+    log: Callable[[str], None]
+
+    def stage_result(self, name: str) -> Optional[dict]:
+        path = self.paths["stages"] / f"{self.MARKER}{name}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def run(self) -> dict:
+        start = time.time()
+        tag = self.MARKER.replace("_", " ")
+        for i, name in enumerate(self.STAGES, 1):
+            done = self.stage_result(name)
+            header = f"[{tag}{i}/{len(self.STAGES)}] {self.TITLES[name]}"
+            if done is not None:
+                self.log(f"{header}: done earlier ({done['seconds']:.0f} s), skipped")
+                continue
+            self.log(f"{header} ...")
+            t0, load0 = time.time(), os.getloadavg()[0]
+            result = getattr(self, f"stage_{name}")()
+            result.update(seconds=time.time() - t0, load_average=[load0, os.getloadavg()[0]])
+            self.paths["stages"].mkdir(parents=True, exist_ok=True)
+            (self.paths["stages"] / f"{self.MARKER}{name}.json").write_text(json.dumps(result, indent=2, default=str))
+            self.log(f"{header}: finished in {result['seconds']:.0f} s (total {time.time() - start:.0f} s)")
+        return {name: self.stage_result(name) for name in self.STAGES}
+
+
+class Quickstart(StagedRun):
     """Runs the stages into ``out``; see the module docstring."""
 
     def __init__(self, out: str | Path = "quickstart_out", budget: str = "full", progress: bool = True,
@@ -288,27 +324,6 @@ class Quickstart:
     TITLES = {"data": "synthetic dataset", "vae": "train the VAE", "classifier": "train the evaluation classifier",
               "cache": "cache latents and caption features", "train": "train the text-to-video Latte",
               "sample": "sample videos", "eval": "evaluate", "report": "write the report"}
-
-    def stage_result(self, name: str) -> Optional[dict]:
-        path = self.paths["stages"] / f"{name}.json"
-        return json.loads(path.read_text()) if path.is_file() else None
-
-    def run(self) -> dict:
-        start = time.time()
-        for i, name in enumerate(self.STAGES, 1):
-            done = self.stage_result(name)
-            header = f"[{i}/{len(self.STAGES)}] {self.TITLES[name]}"
-            if done is not None:
-                self.log(f"{header}: done earlier ({done['seconds']:.0f} s), skipped")
-                continue
-            self.log(f"{header} ...")
-            t0 = time.time()
-            result = getattr(self, f"stage_{name}")()
-            result["seconds"] = time.time() - t0
-            self.paths["stages"].mkdir(parents=True, exist_ok=True)
-            (self.paths["stages"] / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
-            self.log(f"{header}: finished in {result['seconds']:.0f} s (total {time.time() - start:.0f} s)")
-        return {name: self.stage_result(name) for name in self.STAGES}
 
 
 def _caption(combo: dict) -> str:

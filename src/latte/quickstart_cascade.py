@@ -35,6 +35,8 @@ import torch.nn.functional as F
 
 from latte.config import SHIPPED_CONFIGS, ConfigError
 from latte.io import atomic_write_text, atomic_write_yaml, load_yaml_mapping
+from latte.quickstart import CONFIG_DIR as BASE_CONFIG_DIR
+from latte.quickstart import StagedRun
 
 CONFIG_DIR = SHIPPED_CONFIGS / "quickstart_cascade"
 FACTOR = 4  # frame-rate and resolution factor of the two stages (LaVie's)
@@ -141,18 +143,17 @@ def side_by_side(videos: list[np.ndarray], size: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ the quickstart
 
-class CascadeQuickstart:
+class CascadeQuickstart(StagedRun):
     """Runs the cascade stages into the base quickstart's folder ``out`` (see the module docstring)."""
 
     STAGES = ("interp", "vsr", "eval", "sample", "report")
     TITLES = {"interp": "train the x4 interpolation stage", "vsr": "train the x4 super-resolution stage",
               "eval": "held-out PSNR of both stages", "sample": "full cascade from the text-to-video model",
               "report": "write the cascade report section"}
+    MARKER = "cascade_"  # beside the base quickstart's stage results in OUT/stages
 
     def __init__(self, out: str | Path = "quickstart_out", budget: str = "full", progress: bool = True,
                  log: Callable[[str], None] = print):
-        from latte.quickstart import CONFIG_DIR as BASE_CONFIG_DIR
-
         self.out = Path(out).resolve()
         self.budget = CASCADE_BUDGETS[budget]
         self.progress = progress
@@ -320,29 +321,6 @@ class CascadeQuickstart:
     def stage_report(self) -> dict:
         path = write_cascade_report(self)
         return {"report": str(path)}
-
-    def stage_result(self, name: str) -> Optional[dict]:
-        path = self.paths["stages"] / f"cascade_{name}.json"
-        return json.loads(path.read_text()) if path.is_file() else None
-
-    def run(self) -> dict:
-        import os
-
-        start = time.time()
-        for i, name in enumerate(self.STAGES, 1):
-            done = self.stage_result(name)
-            header = f"[cascade {i}/{len(self.STAGES)}] {self.TITLES[name]}"
-            if done is not None:
-                self.log(f"{header}: done earlier ({done['seconds']:.0f} s), skipped")
-                continue
-            self.log(f"{header} ...")
-            t0, load0 = time.time(), os.getloadavg()[0]
-            result = getattr(self, f"stage_{name}")()
-            result.update(seconds=time.time() - t0, load_average=[load0, os.getloadavg()[0]])
-            self.paths["stages"].mkdir(parents=True, exist_ok=True)
-            (self.paths["stages"] / f"cascade_{name}.json").write_text(json.dumps(result, indent=2, default=str))
-            self.log(f"{header}: finished in {result['seconds']:.0f} s (total {time.time() - start:.0f} s)")
-        return {name: self.stage_result(name) for name in self.STAGES}
 
 
 BARS = {"interp_over_blend_db": 1.0, "vsr_over_bicubic_db": 2.0, "accuracy_drop": 0.05, "extra_minutes": 10.0}
