@@ -153,7 +153,10 @@ class ResumableLoader:
                                            seed=seed, epoch=0, shuffle=shuffle)
         kwargs = {}
         if num_workers > 0:
-            kwargs = {"persistent_workers": persistent_workers, "prefetch_factor": prefetch_factor}
+            # workers start from a clean single-threaded server process: forking the (multi-threaded) training
+            # process can deadlock a worker on a lock another thread held at the fork
+            kwargs = {"persistent_workers": persistent_workers, "prefetch_factor": prefetch_factor,
+                      "multiprocessing_context": "forkserver"}
         # its own generator: creating an iterator (each epoch, each resume) must not draw from the global RNG,
         # so the RNG state of a resumed run equals an uninterrupted one
         self.loader = DataLoader(SeededItems(dataset, seed), batch_sampler=self.sampler, num_workers=num_workers,
