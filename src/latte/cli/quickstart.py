@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def register(sub) -> None:
     p = sub.add_parser("quickstart", help="train and sample a small text-to-video Latte on synthetic data "
-                                          "(CPU, offline, ~15 min; resumable)")
+                                          "(CPU, offline, ~10 min on 2 cores; resumable)")
     p.add_argument("--out", default="quickstart_out", help="output folder (default quickstart_out)")
     p.add_argument("--budget", choices=["full", "smoke"], default="full",
                    help="'smoke' runs every stage with a handful of steps (a test of the path, not of quality)")
@@ -35,7 +35,8 @@ def run(args) -> int:
           f"flicker {gen['flicker']:.4f} (real {real['flicker']:.4f})")
     print(f"\nreport:  {qs.out / 'report.md'}\nvideos:  {qs.paths['samples']}\nmodel:   {qs.paths['latte']}")
     print(f"sample again:  latte sample --checkpoint {qs.paths['latte']} --prompt \"a yellow square moving up\" "
-          f"--out {qs.out / 'more'} --format mp4,gif --steps 25 --cfg-scale 4 --sampler ddim")
+          f"--out {qs.out / 'more'} --format mp4,gif --steps {qs.budget.sampling_steps} "
+          f"--cfg-scale {qs.budget.cfg_scale:g} --sampler ddim")
     if args.cascade:
         from latte.quickstart_cascade import CascadeQuickstart, cascade_bars
 
