@@ -28,7 +28,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from latte.config import SHIPPED_CONFIGS, ConfigError
-from latte.io import atomic_write_yaml, load_yaml_mapping
+from latte.io import atomic_write_text, atomic_write_yaml, load_yaml_mapping
 
 CONFIG_DIR = SHIPPED_CONFIGS / "quickstart"
 SHOWCASE_PER_SET = 4  # showcase prompts per set (training / held-out combinations)
@@ -93,8 +93,9 @@ class StagedRun:
             t0, load0 = time.time(), os.getloadavg()[0]
             result = getattr(self, f"stage_{name}")()
             result.update(seconds=time.time() - t0, load_average=[load0, os.getloadavg()[0]])
-            self.paths["stages"].mkdir(parents=True, exist_ok=True)
-            (self.paths["stages"] / f"{self.MARKER}{name}.json").write_text(json.dumps(result, indent=2, default=str))
+            self.paths["stages"].mkdir(parents=True, exist_ok=True)  # written whole or not at all: a marker
+            atomic_write_text(self.paths["stages"] / f"{self.MARKER}{name}.json",  # means the stage finished
+                              json.dumps(result, indent=2, default=str))
             self.log(f"{header}: finished in {result['seconds']:.0f} s (total {time.time() - start:.0f} s)")
         return {name: self.stage_result(name) for name in self.STAGES}
 
