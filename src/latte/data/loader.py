@@ -11,6 +11,8 @@ where the run was resumed. The training engine reads its data through :class:`Re
 """
 from __future__ import annotations
 
+import multiprocessing as mp
+
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -156,7 +158,7 @@ class ResumableLoader:
             # workers start from a clean single-threaded server process: forking the (multi-threaded) training
             # process can deadlock a worker on a lock another thread held at the fork
             kwargs = {"persistent_workers": persistent_workers, "prefetch_factor": prefetch_factor,
-                      "multiprocessing_context": "forkserver"}
+                      "multiprocessing_context": "forkserver" if "forkserver" in mp.get_all_start_methods() else None}
         # its own generator: creating an iterator (each epoch, each resume) must not draw from the global RNG,
         # so the RNG state of a resumed run equals an uninterrupted one
         self.loader = DataLoader(SeededItems(dataset, seed), batch_sampler=self.sampler, num_workers=num_workers,
