@@ -26,12 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean over clips of the PSNR (dB) of ``(N, ...)`` tensors in [-1, 1]."""
-    mse = ((a.clamp(-1, 1) - b.clamp(-1, 1)) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return float((10 * torch.log10(4.0 / mse)).mean())
+from latte.quickstart_cascade import psnr  # mean over clips of the PSNR (dB) of videos in [-1, 1]
 
 
 def train_stage(name: str, steps: int, run_dir: Path):

@@ -88,9 +88,10 @@ def stage_from_run(run_dir: str | Path, noise_level: Optional[int] = None):
 
 
 def psnr(estimate: torch.Tensor, reference: torch.Tensor) -> float:
-    """Mean over clips of the PSNR (dB) of ``(N, ...)`` videos in [-1, 1] (peak-to-peak 2)."""
-    mse = ((estimate.float().clamp(-1, 1) - reference.float().clamp(-1, 1)) ** 2).flatten(1).mean(1)
-    return float((10 * torch.log10(4.0 / mse.clamp_min(1e-10))).mean())
+    """Mean over clips of the PSNR (dB) of ``(N, ...)`` videos in [-1, 1] (the VAE report's per-item PSNR)."""
+    from latte.encoders.vae_training import psnr as item_psnr
+
+    return float(item_psnr(reference, estimate).mean())
 
 
 def bicubic_upsample(video: torch.Tensor, factor: int) -> torch.Tensor:
