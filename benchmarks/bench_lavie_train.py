@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from latte.quickstart_cascade import psnr  # mean over clips of the PSNR (dB) of videos in [-1, 1]
+from latte.quickstart_cascade import linear_blend, psnr  # the cascade quickstart's baselines and PSNR
 
 
 def train_stage(name: str, steps: int, run_dir: Path):
@@ -93,12 +93,7 @@ def eval_interp(config, checkpoint, clips: int, sample_steps: int, seed: int = 0
     single = ae.decode(one_step(config, model_fn, noise)).clamp(-1, 1)
 
     frames = video.shape[2]
-    base = video[:, :, ::k]
-    blend = torch.empty_like(video)
-    for j in range(frames):
-        i = min(j // k, base.shape[2] - 2)
-        a = j / k - i
-        blend[:, :, j] = (1 - a) * base[:, :, i] + a * base[:, :, i + 1]
+    blend = linear_blend(video[:, :, ::k], k)
     repeat = interpolation_condition(video, k)
     mid = [j for j in range(frames) if j % k]
     return {"model_psnr_inbetween": psnr(out[:, :, mid], video[:, :, mid]),
