@@ -1,10 +1,10 @@
 """Shared test helpers, one module for every test file (import them: ``from helpers import tiny_model``).
 
 Groups: reference fixtures; tiny training runs; tiny Latte models; run directories as the trainer lays them out;
-tiny text encoders, tokenizers and VAEs built locally (no download); the LaVie ``pretrained_models/`` layout;
-videos on disk; processes and servers. Optional heavy packages (transformers, diffusers, tokenizers) are imported
-inside the functions that need them, so importing this module stays cheap. Fixtures shared across test files
-live in conftest.py (pytest finds them there).
+tiny text encoders, tokenizers and VAEs built locally (no download); the LaVie ``pretrained_models/`` layout; tiny
+LaVie stage configs; videos on disk; processes and servers. Optional heavy packages (transformers, diffusers,
+tokenizers) are imported inside the functions that need them, so importing this module stays cheap. Fixtures shared
+across test files live in conftest.py (pytest finds them there).
 
 ``python tests/helpers.py CONFIG.json [--resume PATH] [--kill-at-step N] [--kill-in-save N]
 [--signal-at-step N]`` trains in a fresh process; the kill options SIGKILL it at a chosen moment.
@@ -280,6 +280,41 @@ def write_lavie_dir(root: Path) -> Path:
     save_lavie_encoders(root / "stable-diffusion-v1-4", levels=2)
     save_lavie_encoders(root / "stable-diffusion-x4-upscaler", levels=3)
     return root
+
+
+# -- tiny LaVie stages trained with `latte train` (unconditional, identity autoencoder, synthetic clips) -----------
+LAVIE_TINY_UNET = dict(block_out_channels=[32, 32], layers_per_block=1, num_heads=1, norm_num_groups=8,
+                       cross_attention_dim=8, attention_levels=[True, False], cross_attention_only=[False, False])
+# identity autoencoder: RGB pixels (base, interp) or 2x2 space-to-depth (vsr: 12 channels on the x2 smaller grid)
+LAVIE_STAGE_UNET = {
+    "base": dict(in_channels=3, out_channels=3),
+    "interp": dict(in_channels=6, out_channels=3, spatial_attention="sparse_causal", temporal_attention="plain",
+                   temporal_attention_after_ff=True),
+    "vsr": dict(in_channels=15, out_channels=12, low_res_channels=3, num_class_embeds=100, linear_projection=True,
+                temporal_attention_name="attn_temporal", temporal_resblocks=True, temporal_modules=True),
+}
+
+
+def tiny_lavie_config(stage: str, run_dir, size=8, **train) -> dict:
+    """Plain-data LaVie run config of a tiny unconditional ``stage`` on synthetic clips (``size``: the frame side,
+    or (height, width)): base 4 frames, interp 5 frames (x2), vsr x2 (max noise level 20); 2 steps by default."""
+    t = dict(run_dir=str(run_dir), max_steps=2, batch_size=2, lr=1e-3, ema_decay=0.9, log_every=1, ckpt_every=100,
+             num_workers=0, seed=5)
+    t.update(train)
+    lavie = {"stage": stage, "conditioning": "none"}
+    data = {"kind": "synthetic", "image_size": size, "num_frames": 4, "hflip": False,
+            "synthetic": {"num_videos": 6, "heldout_videos": 2}}
+    config = {"lavie": lavie, "unet": dict(LAVIE_TINY_UNET, **LAVIE_STAGE_UNET[stage]),
+              "autoencoder": {"kind": "identity"}, "data": data, "train": t}
+    if stage == "interp":
+        lavie.update(interp_factor=2, cond_noise_max=20)
+        data["num_frames"] = 5
+    if stage == "vsr":
+        lavie.update(scale_factor=2, patch_size=8, max_noise_level=20)
+        config["autoencoder"]["patch_factor"] = 2
+        config["diffusion"] = {"prediction_type": "v_prediction"}
+        data["image_size"] = 2 * size if isinstance(size, int) else [2 * s for s in size]
+    return config
 
 
 # -- videos on disk (PyAV): brightness ramps that reveal frame indices, odd codecs, a corpus of broken files -----

@@ -16,39 +16,10 @@ from latte.encoders import build_autoencoder
 from latte.training.engine import StepContext
 from latte.training.tasks.lavie import LavieRunConfig, LavieTask, train_lavie
 
-TINY_UNET = dict(block_out_channels=[32, 32], layers_per_block=1, num_heads=1, norm_num_groups=8,
-                 cross_attention_dim=8, attention_levels=[True, False], cross_attention_only=[False, False])
-# identity autoencoder: RGB pixels (base, interp) or 2x2 space-to-depth (vsr: 12 channels on the x2 smaller grid)
-STAGE_UNET = {
-    "base": dict(in_channels=3, out_channels=3),
-    "interp": dict(in_channels=6, out_channels=3, spatial_attention="sparse_causal", temporal_attention="plain",
-                   temporal_attention_after_ff=True),
-    "vsr": dict(in_channels=15, out_channels=12, low_res_channels=3, num_class_embeds=100, linear_projection=True,
-                temporal_attention_name="attn_temporal", temporal_resblocks=True, temporal_modules=True),
-}
-STAGES = list(STAGE_UNET)
+from helpers import LAVIE_STAGE_UNET, tiny_lavie_config
+
+STAGES = list(LAVIE_STAGE_UNET)
 ENGINE = SimpleNamespace(dist=SimpleNamespace(is_main=False))  # what LavieTask.dataset reads of the engine
-
-
-def stage_config(stage: str, run_dir, size=8, **train) -> dict:
-    """A tiny unconditional stage on synthetic clips (``size``: the frame side, or (height, width))."""
-    t = dict(run_dir=str(run_dir), max_steps=2, batch_size=2, lr=1e-3, ema_decay=0.9, log_every=1, ckpt_every=100,
-             num_workers=0, seed=5)
-    t.update(train)
-    lavie = {"stage": stage, "conditioning": "none"}
-    data = {"kind": "synthetic", "image_size": size, "num_frames": 4, "hflip": False,
-            "synthetic": {"num_videos": 6, "heldout_videos": 2}}
-    config = {"lavie": lavie, "unet": dict(TINY_UNET, **STAGE_UNET[stage]), "autoencoder": {"kind": "identity"},
-              "data": data, "train": t}
-    if stage == "interp":
-        lavie.update(interp_factor=2, cond_noise_max=20)
-        data["num_frames"] = 5
-    if stage == "vsr":
-        lavie.update(scale_factor=2, patch_size=8, max_noise_level=20)
-        config["autoencoder"]["patch_factor"] = 2
-        config["diffusion"] = {"prediction_type": "v_prediction"}
-        data["image_size"] = 2 * size if isinstance(size, int) else [2 * s for s in size]
-    return config
 
 
 def write_cache(tmp_path, config: dict, **cache) -> dict:
@@ -64,7 +35,7 @@ def write_cache(tmp_path, config: dict, **cache) -> dict:
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_each_stage_trains_from_its_latent_cache_with_the_loss_of_the_videos(tmp_path, stage):
-    config = stage_config(stage, tmp_path / "run")
+    config = tiny_lavie_config(stage, tmp_path / "run")
     cache_cfg = write_cache(tmp_path, config)
     assert cache_cfg.cache.text_features is False  # lavie.conditioning none
     assert cache_cfg.cache.low_res_factor == (2 if stage == "vsr" else 0)
@@ -92,7 +63,7 @@ def test_each_stage_trains_from_its_latent_cache_with_the_loss_of_the_videos(tmp
 
 
 def test_vsr_cache_must_hold_the_stage_condition(tmp_path):
-    config = stage_config("vsr", tmp_path / "run")
+    config = tiny_lavie_config("vsr", tmp_path / "run")
     with pytest.raises(ConfigError, match="cache.low_res_kernel: .*downsample_kernel"):
         write_cache(tmp_path, config, low_res_kernel="bicubic")
     write_cache(tmp_path, config)
@@ -111,7 +82,7 @@ def test_validation_videos_equal_the_cascade_pipeline_of_the_checkpoint(tmp_path
     from latte.sampling.cascade import CascadePipeline, StageSettings, load_trained_stage
     from latte.training.engine import Engine
 
-    config = stage_config(stage, tmp_path, ckpt_every=2)
+    config = tiny_lavie_config(stage, tmp_path, ckpt_every=2)
     config["validation"] = {"every": 2, "num_samples": 2, "seeds": [3, 4], "sampler": "ddim", "steps": 3, "fps": 4}
     prompts, cfg_scale = ["", ""], 1.0
     if text:  # MiniLM captions, guided against the empty caption
@@ -149,7 +120,7 @@ def test_validation_videos_equal_the_cascade_pipeline_of_the_checkpoint(tmp_path
 
 
 def test_validation_settings_are_checked(tmp_path):
-    config = stage_config("base", tmp_path)
+    config = tiny_lavie_config("base", tmp_path)
     config["validation"] = {"every": 2, "cfg_scale": 2.0}
     with pytest.raises(ConfigError, match="lavie.conditioning is none"):
         from_dict(LavieRunConfig, config)
@@ -167,7 +138,7 @@ def test_every_stage_trains_on_non_square_clips_and_the_cascade_samples_them(tmp
 
     runs = {}
     for stage in STAGES:
-        config = stage_config(stage, tmp_path / stage, size=[24, 40])
+        config = tiny_lavie_config(stage, tmp_path / stage, size=[24, 40])
         if stage == "vsr":
             config["lavie"]["patch_size"] = None
         run = from_dict(LavieRunConfig, config)

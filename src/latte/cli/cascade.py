@@ -1,6 +1,10 @@
 """``latte cascade``: the LaVie cascade (base → 16→61 interpolation → ×4 super-resolution) from a prompt or a
-video. See docs/cascade.md."""
+video. Each stage comes from the released weights (``--lavie-dir``, ``--{stage}-unet``), from a stage trained with
+``latte train`` on a LaVie config (``--{stage}-run``), or for the base from a Latte model (``--base-latte``).
+See docs/cascade.md."""
 from __future__ import annotations
+
+from pathlib import Path
 
 STAGE_FLAGS = (("prompt", str, "TEXT", "prompt of this stage (default: the --prompt of the video)"),
                ("negative-prompt", str, "TEXT", "negative prompt (defaults: base '', interp 'None', vsr "
@@ -21,7 +25,9 @@ def register(sub) -> None:
                     "base; base,interp; base,vsr; base,interp,vsr); without base, --input gives the video to "
                     "interpolate / upscale. Weights: --lavie-dir laid out like the official pretrained_models/ "
                     "(lavie_base.pt, lavie_interpolation.pt, lavie_vsr.pt, stable-diffusion-v1-4/, "
-                    "stable-diffusion-x4-upscaler/); --base-latte uses a Latte text-to-video model as the base. "
+                    "stable-diffusion-x4-upscaler/); --base-latte uses a Latte text-to-video model as the base; "
+                    "--base-run / --interp-run / --vsr-run use a stage trained with `latte train` on a LaVie config "
+                    "(its own autoencoder, text encoder and noise schedule; no --lavie-dir needed). "
                     "Video i (seed SEED+i) is written as {i:05d}.mp4 + {i:05d}.json; rerunning resumes.")
     p.add_argument("--lavie-dir", metavar="DIR", help="folder with the released LaVie weights (official layout)")
     p.add_argument("--stages", default="base,interp,vsr", help="comma-separated, in order (default all three)")
@@ -50,18 +56,27 @@ def register(sub) -> None:
     p.add_argument("--vsr-chunk", type=int, default=8, help="frames per super-resolution call (official 8)")
     p.add_argument("--vsr-overlap", type=int, default=0,
                    help="frames shared by consecutive VSR chunks, cross-faded (0 = official; <= chunk/2)")
-    p.add_argument("--vsr-noise-level", type=int, default=50, help="low-res augmentation level (official 50)")
+    p.add_argument("--vsr-noise-level", type=int, default=None,
+                   help="low-res augmentation level (default: official 50; a --vsr-run: min(50, its "
+                        "lavie.max_noise_level))")
     p.add_argument("--vae-chunk", type=int, default=None,
-                   help="frames per VAE encode/decode call (default 8 base/interp, 4 vsr)")
+                   help="frames per VAE encode/decode call of --lavie-dir stages (default 8 base/interp, 4 vsr; a "
+                        "--{stage}-run keeps its run's autoencoder.chunk_size)")
     for stage in ("base", "interp", "vsr"):
         p.add_argument(f"--{stage}-unet", metavar="PATH",
                        help=f"{stage} U-Net weights instead of --lavie-dir's (a .pt, or a folder with config.json)")
+        p.add_argument(f"--{stage}-run", metavar="RUN",
+                       help=f"a {stage} stage trained with `latte train` on a LaVie config: its run directory "
+                            "(latest checkpoint) or a checkpoints/step_N directory; needs no --lavie-dir")
         for flag, typ, meta, help_ in STAGE_FLAGS:
             p.add_argument(f"--{stage}-{flag}", type=typ, default=None, metavar=meta, help=f"{stage}: {help_}")
     p.add_argument("--base-latte", metavar="RUN_OR_FILE",
                    help="a Latte text-to-video model (run dir, model folder, diffusers folder, .pt) as the base")
     p.add_argument("--latte-vae", metavar="PATH", help="VAE for --base-latte (overrides its own)")
     p.add_argument("--latte-text-encoder", metavar="PATH", help="text encoder for --base-latte (overrides its own)")
+    p.add_argument("--run-weights", default="ema", choices=["ema", "model"],
+                   help="weights of the --{base,interp,vsr}-run checkpoints: ema (default; what the run's validation "
+                        "samples use) or model (the raw, non-averaged training weights)")
     p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -73,9 +88,59 @@ def _stage_settings(args, stage: str):
     return StageSettings(**values)
 
 
-def build_pipeline(args, stages: tuple[str, ...], device: str):
-    from latte.sampling.cascade import CascadePipeline, LatteBaseStage, load_lavie_stage
+def trained_checkpoint(path, stage: str, weights: str = "ema") -> Path:
+    """The checkpoint directory of ``--{stage}-run PATH`` (a run directory: its latest checkpoint, or a
+    ``checkpoints/step_N`` directory), checked to hold a LaVie ``stage`` run with ``weights`` (ema | model)
+    before any weights are read."""
+    from latte.io import load_yaml_mapping
+    from latte.training.checkpoint import resolve_checkpoint
 
+    flag, path = f"--{stage}-run", Path(path).expanduser()
+    is_checkpoint = (path / "run_config.yaml").is_file() and any((path / w / "config.json").is_file()
+                                                                 for w in ("ema", "model"))
+    try:
+        ckpt = path if is_checkpoint else resolve_checkpoint(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{flag} {path}: not a LaVie training run (expected a run directory of `latte train` "
+                                "with checkpoints/latest, or one of its checkpoints/step_N directories holding "
+                                "ema/, model/ and run_config.yaml)") from None
+    config_file = ckpt / "run_config.yaml"
+    lavie = load_yaml_mapping(config_file, "run config").get("lavie")
+    if not isinstance(lavie, dict):
+        raise ValueError(f"{flag} {path}: not a LaVie stage run ({config_file} has no lavie: section; a Latte "
+                         "text-to-video run is --base-latte)")
+    kind = lavie.get("stage", "base")
+    if kind != stage:
+        raise ValueError(f"{flag} {path}: this run trained the {kind} stage (lavie.stage: {kind} in {config_file}), "
+                         f"not {stage}; pass it as --{kind}-run")
+    if not (ckpt / weights).is_dir():
+        other = "model" if weights == "ema" else "ema"
+        raise FileNotFoundError(f"{flag} {path}: {ckpt} has no {weights}/ weights (pass --run-weights {other})")
+    return ckpt
+
+
+def _check_stage_sources(args, stages: tuple[str, ...]) -> None:
+    """At most one source per stage, and no --{stage}-run for a stage that does not run."""
+    for stage in ("base", "interp", "vsr"):
+        run_dir = getattr(args, f"{stage}_run")
+        if run_dir is None:
+            continue
+        others = [f"--{stage}-unet"] if getattr(args, f"{stage}_unet") else []
+        if stage == "base" and args.base_latte:
+            others.append("--base-latte")
+        if others:
+            raise ValueError(f"--{stage}-run {run_dir} and {' and '.join(others)} both give the {stage} stage; "
+                             "pass one")
+        if stage not in stages:
+            raise ValueError(f"--{stage}-run {run_dir}: the {stage} stage is not in --stages {','.join(stages)}")
+
+
+def build_pipeline(args, stages: tuple[str, ...], device: str):
+    from latte.sampling.cascade import CascadePipeline, LatteBaseStage, load_lavie_stage, load_trained_stage
+
+    _check_stage_sources(args, stages)
+    runs = {s: trained_checkpoint(getattr(args, f"{s}_run"), s, args.run_weights) for s in stages
+            if getattr(args, f"{s}_run")}
     built = {}
     if "base" in stages and args.base_latte:
         from latte.sampling import LattePipeline
@@ -85,9 +150,12 @@ def build_pipeline(args, stages: tuple[str, ...], device: str):
     for stage in stages:
         if stage in built:
             continue
+        if stage in runs:
+            built[stage] = load_trained_stage(runs[stage], ema=args.run_weights == "ema", device="cpu")
+            continue
         if not args.lavie_dir:
-            raise ValueError(f"the {stage} stage needs --lavie-dir (the folder with the LaVie weights"
-                             f"{' or --base-latte' if stage == 'base' else ''})")
+            raise ValueError(f"the {stage} stage needs --lavie-dir (the folder with the LaVie weights), or "
+                             f"--{stage}-run{' or --base-latte' if stage == 'base' else ''}")
         built[stage] = load_lavie_stage(args.lavie_dir, stage, unet=getattr(args, f"{stage}_unet"),
                                         vae_chunk=args.vae_chunk, device="cpu")
     return CascadePipeline(**built, device=device, dtype=args.dtype, offload=args.offload)
@@ -96,7 +164,6 @@ def build_pipeline(args, stages: tuple[str, ...], device: str):
 def run(args) -> int:
     import sys
     import time
-    from pathlib import Path
 
     import torch
     from tqdm.auto import tqdm
@@ -121,12 +188,15 @@ def run(args) -> int:
         if pending:
             pipe = build_pipeline(args, stages, device)
             settings = {s: _stage_settings(args, s) for s in stages}
+            noise_level = args.vsr_noise_level
+            if noise_level is None:  # the vsr stage's own: 50 released, min(50, lavie.max_noise_level) trained
+                noise_level = pipe.stages["vsr"].noise_level if "vsr" in stages else 50
             bar = tqdm(total=len(pending), desc="videos", unit="video", disable=not progress)
             for i in pending:
                 out = pipe.run(prompts[i % len(prompts)], stages=stages, input=args.input, seed=args.seed + i,
                            settings=settings, official=args.official, frames=args.frames, height=args.height,
                            width=args.width, interp_factor=args.interp_factor, vsr_chunk=args.vsr_chunk,
-                           vsr_overlap=args.vsr_overlap, noise_level=args.vsr_noise_level, progress=progress,
+                           vsr_overlap=args.vsr_overlap, noise_level=noise_level, progress=progress,
                            callback=lambda stage, done, total: bar.set_postfix_str(f"{stage} {done}/{total}"))
                 record = {"index": i, **out.record}
                 if args.save_intermediate:
