@@ -14,7 +14,7 @@ ALPHAS_CUMPROD = torch.from_numpy(np.cumprod(1 - beta_schedule("linear", 1000)))
 
 
 def exact_model(prediction_type: str, mean: float = MEAN, std: float = STD):
-    """The optimal network for data N(mean, std²): E[x_0 | x_t] returned as epsilon or v (+ zero variance values);
+    """The optimal network for data N(mean, std²): E[x_0 | x_t] returned as epsilon, v or x_0 (+ zero variance values);
     ``t`` may be fractional (diffusers schedulers interpolate)."""
 
     def model(x, t, **_):
@@ -24,7 +24,8 @@ def exact_model(prediction_type: str, mean: float = MEAN, std: float = STD):
         x = x.double()
         x0 = mean + a.sqrt() * std ** 2 / (a * std ** 2 + 1 - a) * (x - a.sqrt() * mean)
         eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
-        pred = (a.sqrt() * eps - (1 - a).sqrt() * x0 if prediction_type == "v_prediction" else eps).float()
+        pred = {"v_prediction": a.sqrt() * eps - (1 - a).sqrt() * x0, "sample": x0, "epsilon": eps}[prediction_type]
+        pred = pred.float()
         return torch.cat([pred, torch.zeros_like(pred)], dim=1)
 
     return model
@@ -55,13 +56,14 @@ def test_config_selects_the_prediction_type_and_rejects_others():
     assert DiffusionConfig().prediction_type == "epsilon"  # official default
     d = diffusion_from_config(from_dict(DiffusionConfig, {"prediction_type": "v_prediction"}), True, "ddim10")
     assert d.prediction_type == "v_prediction" and d.num_timesteps == 10
+    assert from_dict(DiffusionConfig, {"prediction_type": "sample"}).prediction_type == "sample"
     with pytest.raises(ConfigError, match="prediction_type"):
-        from_dict(DiffusionConfig, {"prediction_type": "sample"})
+        from_dict(DiffusionConfig, {"prediction_type": "x0"})
 
 
 @pytest.mark.parametrize("sampler, steps", [("ddim", 25), ("ddpm", 100), ("dpm-solver", 20), ("euler", 30)])
-def test_samplers_read_v_and_epsilon_models_alike(sampler, steps):
-    """Every sampler family, fed the exact denoiser as an epsilon model and as a v model, gives the same samples,
+def test_samplers_read_v_epsilon_and_x0_models_alike(sampler, steps):
+    """Every sampler family, fed the exact denoiser as an epsilon, a v and an x0 model, gives the same samples,
     with the data's mean and spread (up to the sampler's discretisation); reading the output as the other
     parametrisation does not (so the test can fail)."""
     noise = torch.randn(128, 2, 2, 3, 3, generator=torch.Generator().manual_seed(2))
@@ -72,10 +74,11 @@ def test_samplers_read_v_and_epsilon_models_alike(sampler, steps):
         return sample_loop(exact_model(model_type), noise, sampler, steps, betas, generators=gens,
                            prediction_type=read_as)
 
-    eps, v = run("epsilon", "epsilon"), run("v_prediction", "v_prediction")
+    eps, v, x0 = run("epsilon", "epsilon"), run("v_prediction", "v_prediction"), run("sample", "sample")
     torch.testing.assert_close(v, eps, atol=2e-4, rtol=0)
+    torch.testing.assert_close(x0, eps, atol=2e-4, rtol=0)
     assert abs(v.mean().item() - MEAN) < 0.02 and abs(v.std().item() - STD) < 0.06, (v.mean(), v.std())
-    for model_type, read_as in (("epsilon", "v_prediction"), ("v_prediction", "epsilon")):
+    for model_type, read_as in (("epsilon", "v_prediction"), ("v_prediction", "epsilon"), ("sample", "epsilon")):
         wrong = run(model_type, read_as)
         assert abs(wrong.mean().item() - MEAN) > 0.08 or abs(wrong.std().item() - STD) > 0.08
 
@@ -144,3 +147,13 @@ def test_official_default_samplers_match_the_closed_form_of_an_exact_denoiser(sa
     expected = _ddim_closed_form(noise.numpy(), timesteps)
     np.testing.assert_allclose(out, expected, atol=1e-5, rtol=0)
     assert abs(out.std() / SHIFTED_STD - 1) < 0.1  # DDIM-50 is 9 % under-dispersed on this data, by itself
+
+
+def test_samplers_that_cannot_read_x0_models_say_so():
+    from latte.sampling.samplers import NO_SAMPLE_PREDICTION
+
+    noise = torch.randn(1, 2, 2, 3, 3)
+    for sampler in NO_SAMPLE_PREDICTION:
+        with pytest.raises(ValueError, match=f"sampler '{sampler}' cannot sample a model that predicts x0"):
+            sample_loop(exact_model("sample"), noise, sampler, 5, beta_schedule("linear", 1000),
+                        prediction_type="sample")

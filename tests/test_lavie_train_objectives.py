@@ -14,12 +14,14 @@ from latte.data.transforms import (downsample, expand_base_frames, interpolation
                                    interpolation_source_frames, random_crop_offsets)
 from latte.diffusion import noise_augmentation
 from latte.diffusion.gaussian import GaussianDiffusion, beta_schedule
-from latte.training.tasks.lavie_objectives import interpolation_inputs, super_resolution_inputs
+from latte.training.tasks.lavie_objectives import (interpolation_baseline, interpolation_inputs,
+                                                   super_resolution_inputs)
 
 from helpers import REFERENCE
 
 PIPELINE = torch.load(os.path.join(REFERENCE, "lavie_pipeline_tiny.pt"), weights_only=True)
 LINEAR = GaussianDiffusion(beta_schedule("linear", 1000), learn_sigma=False)
+LINEAR_V = GaussianDiffusion(beta_schedule("linear", 1000), learn_sigma=False, prediction_type="v_prediction")
 
 
 # ---------------------------------------------------------------------------------------------- interpolation
@@ -98,7 +100,7 @@ def test_super_resolution_inputs_v_target_and_level_label():
     low_res = torch.full((1, 3, 1, 1, 2), 0.8)
     low_noise = torch.full((1, 3, 1, 1, 2), -1.0)
     t, level = torch.tensor([600]), torch.tensor([350])
-    out = super_resolution_inputs(LINEAR, noise_augmentation(), z0, low_res, t, noise, level, low_noise)
+    out = super_resolution_inputs(LINEAR_V, noise_augmentation(), z0, low_res, t, noise, level, low_noise)
     a = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))[600]
     s = np.cumprod(1 - np.linspace(1e-2, 0.02 ** 0.5, 1000) ** 2)[350]
     v = [math.sqrt(a) * 0.5 - math.sqrt(1 - a) * 2.0, math.sqrt(a) * 0.5 + math.sqrt(1 - a) * 1.0]
@@ -170,3 +172,28 @@ def test_synthetic_clip_at_s_times_the_size(background):
     assert psnr > 33  # the same scene: differences only in the anti-aliasing of edge pixels
     other = render_clip(attrs, 4, 16, seed=2, background=background).astype(np.float64)
     assert 10 * np.log10(255 ** 2 / ((area - other) ** 2).mean()) < 25
+
+
+# ------------------------------------------------------------------------------------------ residual (ours)
+def test_targets_follow_the_prediction_type():
+    x0, noise, t = torch.tensor([[2.0]]), torch.tensor([[0.5]]), torch.tensor([300])
+    a = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))[300]
+    x0_proc = GaussianDiffusion(beta_schedule("linear", 1000), learn_sigma=False, prediction_type="sample")
+    assert LINEAR.target(x0, t, noise).item() == 0.5
+    assert LINEAR_V.target(x0, t, noise).item() == pytest.approx(math.sqrt(a) * 0.5 - math.sqrt(1 - a) * 2.0)
+    assert x0_proc.target(x0, t, noise).item() == 2.0
+    x_t = x0_proc.q_sample(x0, t, noise)
+    for process in (LINEAR, LINEAR_V, x0_proc):  # every parametrisation gives x0 back from its own target
+        assert process.xstart_from_prediction(x_t, t, process.target(x0, t, noise)).item() == pytest.approx(2.0)
+    cond = torch.zeros(1, 1, 1, 1, 1)
+    _, target = interpolation_inputs(x0_proc, x0.view(1, 1, 1, 1, 1), cond, t, noise.view(1, 1, 1, 1, 1))
+    assert target.item() == 2.0
+
+
+def test_interpolation_baseline_is_the_blend_of_every_kth_frame():
+    clip = torch.tensor([0.0, 9.0, 9.0, 9.0, 4.0, 9.0, 9.0, 9.0, -4.0]).view(1, 1, 9, 1, 1)
+    base = interpolation_baseline(clip, 4).flatten().tolist()
+    assert base == pytest.approx([0, 1, 2, 3, 4, 2, 0, -2, -4])
+    # the residual is zero at the condition frames and the in-between frames' difference elsewhere
+    residual = (clip - interpolation_baseline(clip, 4)).flatten().tolist()
+    assert residual[::4] == [0.0, 0.0, 0.0] and residual[1] == 8.0

@@ -190,3 +190,49 @@ def test_synthetic_clips_render_non_square_at_every_rate_and_scale():
         fine = torch.from_numpy(render_clip(attrs, 4, (24, 40), seed=3, upscale=2)).float()
         area = downsample(fine.permute(3, 0, 1, 2), 2).permute(1, 2, 3, 0)
         assert (area - torch.from_numpy(base).float()).abs().mean() < 1.0
+
+
+# ------------------------------------------------------------------------------------------ residual stages
+@pytest.mark.parametrize("stage", ["interp", "vsr"])
+def test_residual_stages_start_from_the_classic_baseline(tmp_path, stage):
+    """lavie.residual with x0 prediction: a U-Net that outputs zeros trains on the residual over the baseline
+    (its loss is the baseline's error) and samples exactly the baseline: the linear blend of the input frames
+    (interp), the bicubic upsampling (vsr)."""
+    from latte.data.transforms import bicubic_upsample, downsample, linear_blend
+    from latte.sampling.cascade import StageSettings
+
+    config = tiny_lavie_config(stage, tmp_path / "run")
+    config["lavie"]["residual"] = True
+    config["diffusion"] = {"prediction_type": "sample"}
+    task = LavieTask(from_dict(LavieRunConfig, config))
+    model = task.build_model(torch.device("cpu"), False)
+    task.setup(None)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    batch = torch.utils.data.default_collate([task.dataset(ENGINE)[i] for i in (0, 3)])
+    ctx = StepContext(step=1, seed=5, device=torch.device("cpu"), precision="float32")
+    loss = task.loss(model, batch, ctx)["loss"]
+    video = batch["video"]
+    if stage == "interp":  # identity autoencoder: the latents are the pixels
+        torch.testing.assert_close(loss, (video - linear_blend(video[:, :, ::2], 2)).pow(2).mean())
+    plain = LavieTask(from_dict(LavieRunConfig, {**config, "lavie": {**config["lavie"], "residual": False}}))
+    plain.build_model(torch.device("cpu"), False)
+    plain.setup(None)
+    assert 0 < loss < 0.5 * plain.loss(model, batch, ctx)["loss"]  # the baseline explains most of the clip
+
+    settings = StageSettings(prompt="", negative_prompt="", cfg_scale=1.0, steps=3, sampler="ddim")
+    clip = video[:1]
+    outputs = {}
+    for name, t in (("residual", task), ("plain", plain)):
+        lavie_stage = t.pipeline(model).stages[stage]
+        g = torch.Generator().manual_seed(0)
+        if stage == "interp":
+            outputs[name] = lavie_stage.interpolate(clip[:, :, ::2], settings, g, factor=2)
+        else:
+            outputs[name] = lavie_stage.upscale_chunk(downsample(clip, 2), settings, g, noise_level=10)
+    expected = linear_blend(clip[:, :, ::2], 2) if stage == "interp" else bicubic_upsample(downsample(clip, 2), 2)
+    assert plain.pipeline(model).stages[stage].describe().get("residual") is None
+    assert task.pipeline(model).stages[stage].describe()["residual"] is True
+    torch.testing.assert_close(outputs["residual"], expected, atol=1e-5, rtol=0)
+    assert (outputs["plain"] - expected).abs().max() > 0.1  # without the baseline the zero U-Net makes zeros

@@ -8,8 +8,8 @@ import torch
 
 from latte.data import build_dataset
 from latte.data.synthetic import SyntheticDataset, SyntheticSpec
-from latte.quickstart_cascade import (CascadeQuickstart, bicubic_upsample, linear_blend, psnr, shrink_to,
-                                      side_by_side, stage_from_run)
+from latte.data.transforms import bicubic_upsample, linear_blend
+from latte.quickstart_cascade import CascadeQuickstart, psnr, shrink_to, side_by_side, stage_from_run
 from latte.training.tasks.lavie import load_lavie_run_config
 
 
@@ -17,6 +17,8 @@ def test_linear_blend_and_psnr_by_hand():
     base = torch.tensor([0.0, 1.0, -1.0]).view(1, 1, 3, 1, 1)
     out = linear_blend(base, 4).flatten().tolist()
     assert out == pytest.approx([0, .25, .5, .75, 1, .5, 0, -.5, -1])
+    assert linear_blend(base[:, :, :1], 4).flatten().tolist() == [0.0]  # one base frame: itself
+    assert linear_blend(base.transpose(1, 2), 2, dim=1).flatten().tolist() == pytest.approx([0, .5, 1, 0, -1])
     a = torch.zeros(2, 3, 1, 2, 2)
     b = torch.full_like(a, 0.2)  # MSE 0.04 -> 10 log10(4 / 0.04) = 20 dB
     assert psnr(a, b) == pytest.approx(20.0, abs=1e-4)

@@ -36,7 +36,9 @@ import torch.nn.functional as F
 from latte.config import SHIPPED_CONFIGS, ConfigError
 from latte.io import atomic_write_text, atomic_write_yaml, load_yaml_mapping
 from latte.quickstart import CONFIG_DIR as BASE_CONFIG_DIR
+from latte.quickstart import Budget as BaseBudget
 from latte.quickstart import StagedRun
+from latte.data.transforms import bicubic_upsample, linear_blend
 
 CONFIG_DIR = SHIPPED_CONFIGS / "quickstart_cascade"
 FACTOR = 4  # frame-rate and resolution factor of the two stages (LaVie's)
@@ -51,12 +53,12 @@ class CascadeBudget:
     vsr_steps: Optional[int] = None
     eval_clips: int = 16  # held-out clips per PSNR comparison
     videos: int = 12  # full-cascade videos (one per prompt, training combinations)
-    base_steps: int = 25  # base stage (the quickstart's Latte), DDIM
+    base_steps: int = BaseBudget().sampling_steps  # base stage (the quickstart's Latte), DDIM, as the quickstart
     interp_sample_steps: int = 2  # DDIM steps of the tiny stages: 2 = close to their conditional mean, the
     # PSNR-best output; more steps add the errors of their unlearned low-noise denoising (docs/cascade.md)
     vsr_sample_steps: int = 2
     vsr_noise_level: int = 0
-    cfg_scale: float = 4.0  # base stage guidance (the quickstart's)
+    cfg_scale: float = BaseBudget().cfg_scale  # base stage guidance (the quickstart's)
 
 
 CASCADE_BUDGETS = {
@@ -92,26 +94,6 @@ def psnr(estimate: torch.Tensor, reference: torch.Tensor) -> float:
     from latte.encoders.vae_training import psnr as item_psnr
 
     return float(item_psnr(reference, estimate).mean())
-
-
-def bicubic_upsample(video: torch.Tensor, factor: int) -> torch.Tensor:
-    """``(N, C, F, h, w)`` → ``(N, C, F, h·factor, w·factor)``, bicubic (Keys a = −0.75, as PyTorch), clamped to
-    [-1, 1]."""
-    n, c, f, h, w = video.shape
-    frames = video.transpose(1, 2).reshape(n * f, c, h, w)
-    up = F.interpolate(frames, scale_factor=factor, mode="bicubic", align_corners=False)
-    return up.reshape(n, f, c, h * factor, w * factor).transpose(1, 2).clamp(-1, 1)
-
-
-def linear_blend(base: torch.Tensor, factor: int) -> torch.Tensor:
-    """``(N, C, n, H, W)`` → ``(N, C, k(n−1)+1, H, W)``: frame ``j`` is the linear blend of base frames ⌊j/k⌋ and
-    ⌊j/k⌋+1 at weight ``(j mod k)/k`` (the classic interpolation baseline)."""
-    n = base.shape[2]
-    out = []
-    for j in range(factor * (n - 1) + 1):
-        i, a = min(j // factor, n - 2), j / factor - min(j // factor, n - 2)
-        out.append((1 - a) * base[:, :, i] + a * base[:, :, i + 1])
-    return torch.stack(out, dim=2)
 
 
 def to_model_space(frames: np.ndarray) -> torch.Tensor:

@@ -43,8 +43,10 @@ __all__ = [
     "interpolation_source_frames",
     "expand_base_frames",
     "interpolation_condition",
+    "linear_blend",
     "DOWNSAMPLE_KERNELS",
     "downsample",
+    "bicubic_upsample",
     "random_crop_offsets",
 ]
 
@@ -196,6 +198,23 @@ def expand_base_frames(base: torch.Tensor, factor: int, dim: int = 2) -> torch.T
     return base.index_select(dim, index)
 
 
+def linear_blend(base: torch.Tensor, factor: int, dim: int = 2) -> torch.Tensor:
+    """The classic interpolation baseline: ``n`` base frames along ``dim`` → ``factor·(n−1)+1`` frames, output
+    frame ``j`` the blend of base frames ``i = ⌊j/k⌋`` and ``i+1`` at weight ``(j − k·i)/k`` (frame ``k·i`` is base
+    frame ``i`` itself). Works on pixels and on latents (e.g. ``(B, C, n, h, w)``)."""
+    n = base.shape[dim]
+    if n < 1 or factor < 1:
+        raise ValueError(f"linear blend needs >= 1 base frame and factor >= 1, got {n} and {factor}")
+    j = torch.arange(factor * (n - 1) + 1, dtype=torch.float64)
+    left = torch.clamp(j // factor, max=max(n - 2, 0)).long()
+    weight = (j / factor - left).to(base.dtype).to(base.device)
+    right = torch.clamp(left + 1, max=n - 1)
+    shape = [1] * base.ndim
+    shape[dim] = -1
+    a, b = base.index_select(dim, left.to(base.device)), base.index_select(dim, right.to(base.device))
+    return a + weight.reshape(shape) * (b - a)
+
+
 def interpolation_condition(video: torch.Tensor, factor: int, dim: int = 2) -> torch.Tensor:
     """Training pair of the interpolation stage from one high-frame-rate clip of ``F = factor·(n−1)+1`` frames
     along ``dim``: its every ``factor``-th frame (the base clip, n frames) expanded back to F frames by
@@ -230,6 +249,15 @@ def downsample(video: torch.Tensor, factor: int, kernel: str = "area") -> torch.
         small = F.interpolate(flat, size=(h // factor, w // factor), mode="bicubic", align_corners=False,
                               antialias=True)
     return small.reshape(*video.shape[:-2], h // factor, w // factor)
+
+
+def bicubic_upsample(video: torch.Tensor, factor: int) -> torch.Tensor:
+    """Enlarge the last two dims ``(..., h, w)`` → ``(..., h·factor, w·factor)``: bicubic (Keys a = −0.75, as
+    PyTorch), clamped to [-1, 1] — the classic super-resolution baseline."""
+    h, w = video.shape[-2:]
+    flat = video.reshape(-1, 1, h, w)
+    up = F.interpolate(flat, scale_factor=factor, mode="bicubic", align_corners=False)
+    return up.reshape(*video.shape[:-2], h * factor, w * factor).clamp(-1, 1)
 
 
 def random_crop_offsets(height: int, width: int, crop_height: int, crop_width: int, multiple: int = 1,

@@ -22,11 +22,12 @@ class DiffusionConfig:
     diffusion_steps: int = option(1000, "number of diffusion steps T of the training process")
     timestep_respacing: str = option("", "respace the training process: '' = all T steps (official); "
                                          "'250' or 'ddim50' style strings as in the official code")
-    prediction_type: Literal["epsilon", "v_prediction"] = option(
+    prediction_type: Literal["epsilon", "v_prediction", "sample"] = option(
         "epsilon", "what the model predicts: 'epsilon' = the noise (official Latte, and every released checkpoint) "
                    "or 'v_prediction' = the velocity sqrt(abar)*eps - sqrt(1-abar)*x0, which small models learn "
                    "much better at high noise, where a video's layout and motion are decided (the quickstart "
-                   "uses it). Saved with the run; sampling and diffusers export follow it")
+                   "uses it), or 'sample' = x0 itself (a zero output is x0 = 0: the choice for LaVie stages with "
+                   "lavie.residual). Saved with the run; sampling and diffusers export follow it")
 
     def validate(self) -> None:
         if self.diffusion_steps < 2:

@@ -9,7 +9,8 @@ learned, the interpolation values in ``[C:]``: ``log σ² = frac·log β_t + (1 
 The prediction is epsilon (official) or, with ``prediction_type='v_prediction'``, the velocity
 ``v = √ᾱ·ε − √(1−ᾱ)·x_0`` (Salimans & Ho 2022): ``x_0 = √ᾱ·x_t − √(1−ᾱ)·v`` then needs no division by ``√ᾱ``, so
 errors are not amplified at high noise, where a small model's epsilon errors blow up into the coarse layout and
-motion of a video.
+motion of a video. ``prediction_type='sample'`` predicts ``x_0`` itself (nothing amplified at any noise level;
+a zero output means "x_0 = 0", which makes it the natural choice for residual targets).
 """
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ def discretized_gaussian_log_likelihood(x, means, log_scales) -> torch.Tensor:
                        torch.where(x > 0.999, log_one_minus_cdf_min, torch.log(cdf_delta.clamp(min=1e-12))))
 
 
-PREDICTION_TYPES = ("epsilon", "v_prediction")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
 def split_learned_sigma(model_output: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -175,8 +176,16 @@ class GaussianDiffusion:
         return (extract(self.sqrt_alphas_cumprod, t, x_start.shape) * noise
                 - extract(self.sqrt_one_minus_alphas_cumprod, t, x_start.shape) * x_start)
 
+    def target(self, x_start, t, noise):
+        """What the model regresses for this process's ``prediction_type``: ``ε``, ``v`` or ``x_0``."""
+        if self.prediction_type == "v_prediction":
+            return self.velocity(x_start, t, noise)
+        return x_start if self.prediction_type == "sample" else noise
+
     def xstart_from_prediction(self, x_t, t, prediction):
-        """``x_0`` from the model's prediction channels (epsilon or v, as this process's ``prediction_type``)."""
+        """``x_0`` from the model's prediction channels (epsilon, v or x_0, as this process's ``prediction_type``)."""
+        if self.prediction_type == "sample":
+            return prediction
         if self.prediction_type == "v_prediction":
             return (extract(self.sqrt_alphas_cumprod, t, x_t.shape) * x_t
                     - extract(self.sqrt_one_minus_alphas_cumprod, t, x_t.shape) * prediction)
@@ -230,7 +239,7 @@ class GaussianDiffusion:
                         noise=None, given_mask: Optional[torch.Tensor] = None) -> dict:
         """Per-sample ``loss = mse + vb`` (``vb`` only with a learned variance; mean stop-gradient), as official.
 
-        ``mse`` is against the noise (epsilon) or the velocity ``v`` (v_prediction). ``given_mask (B, F)`` bool
+        ``mse`` is against the noise (epsilon), the velocity ``v`` (v_prediction) or ``x_0`` (sample). ``given_mask (B, F)`` bool
         (frame conditioning): those frames of ``x_t`` are the clean ``x_start`` frames and the losses average
         over the other frames only (:mod:`latte.diffusion.given_frames`)."""
         noise = torch.randn_like(x_start) if noise is None else noise
@@ -248,7 +257,7 @@ class GaussianDiffusion:
         else:
             prediction = output
             terms["vb"] = torch.zeros(x_start.shape[0], device=x_start.device)
-        target = self.velocity(x_start, t, noise) if self.prediction_type == "v_prediction" else noise
+        target = self.target(x_start, t, noise)
         terms["mse"] = reduce((target - prediction.float()) ** 2)
         terms["loss"] = terms["mse"] + terms["vb"]
         return terms

@@ -40,7 +40,7 @@ import torch
 
 from latte.config import ConfigError
 from latte.data import to_uint8
-from latte.data.transforms import frame_size, interpolation_source_frames
+from latte.data.transforms import bicubic_upsample, frame_size, interpolation_source_frames, linear_blend
 from latte.data.video_io import probe_video, read_all_frames, write_mp4
 from latte.diffusion.gaussian import beta_schedule
 from latte.encoders import build_autoencoder, build_text_encoder
@@ -256,14 +256,20 @@ class LavieStage:
     ``autoencoder``: a :class:`latte.encoders.Autoencoder` (SD 1.4 VAE ×0.18215, or the ×4-upscaler VAE
     ×0.08333 for vsr); ``text_encoder``: a :class:`latte.encoders.TextEncoder` (CLIP for the released stages).
     ``source``: provenance recorded in sidecars. ``prediction_type``: what the U-Net predicts (default LaVie's:
-    ε for base and interp, v for vsr). Stages trained with ``latte train``: :func:`load_trained_stage`.
+    ε for base and interp, v for vsr). ``residual`` (interp / vsr, ours: ``lavie.residual``): the U-Net makes
+    the latents minus a baseline — the linear blend of the input frames' latents (interp), the encoded bicubic
+    upsampling of the clean low-resolution chunk (vsr) — which is added back. Stages trained with
+    ``latte train``: :func:`load_trained_stage`.
     """
 
     def __init__(self, kind: str, unet: torch.nn.Module, autoencoder, text_encoder, *,
                  betas: Optional[np.ndarray] = None, source: Optional[dict] = None, noise_level: int = 50,
-                 max_noise_level: int = 350, prediction_type: Optional[str] = None):
+                 max_noise_level: int = 350, prediction_type: Optional[str] = None, residual: bool = False):
         if kind not in STAGES:
             raise ValueError(f"stage kind must be one of {STAGES}, got {kind!r}")
+        if residual and kind == "base":
+            raise ValueError("residual: only the interp and vsr stages have a baseline (their input video)")
+        self.residual = bool(residual)
         self.kind = kind
         self.unet = unet.eval().requires_grad_(False)
         self.autoencoder = autoencoder
@@ -296,6 +302,8 @@ class LavieStage:
     def describe(self) -> dict:
         info = {"model": "lavie-" + self.kind, **self.source, "prediction_type": self.prediction_type,
                 "dtype": str(self.dtype).removeprefix("torch.")}
+        if self.residual:
+            info["residual"] = True
         if self.autoencoder is not None and hasattr(self.autoencoder, "identity"):
             info["autoencoder"] = self.autoencoder.identity()
         if hasattr(self.text_encoder, "identity"):
@@ -394,21 +402,26 @@ class LavieStage:
                     factor: int = 4, progress: bool = False, callback: Optional[StepCallback] = None) -> torch.Tensor:
         """Interp stage: video ``(1, 3, n, H, W)`` in [−1, 1] → ``(1, 3, k(n−1)+1, H, W)``. The input frames are
         VAE-encoded (posterior samples, drawn first from ``generator``), output frame ``j`` is conditioned on
-        the nearest input frame (:func:`interp_condition_indices`), all output latents start from noise; input frames are not pasted back."""
+        the nearest input frame (:func:`interp_condition_indices`), all output latents start from noise; input
+        frames are not pasted back. A ``residual`` stage adds the linear blend of the input latents."""
         latents = self.autoencoder.encode(video.to(self.device), generator=generator)
         cond = latents[:, :, interp_condition_indices(video.shape[2], factor)]
         noise = draw_noise((1, latents.shape[1], *cond.shape[2:]), [generator], self.device)
         text_cond, text_uncond = self._texts(settings)
-        latents = self.denoise(noise, settings, text_cond, text_uncond, generator, cond=cond, progress=progress,
-                               callback=callback)
-        return self.autoencoder.decode(latents).float()
+        made = self.denoise(noise, settings, text_cond, text_uncond, generator, cond=cond, progress=progress,
+                            callback=callback)
+        if self.residual:
+            made = made + linear_blend(latents, factor)
+        return self.autoencoder.decode(made).float()
 
     @torch.no_grad()
     def upscale_chunk(self, low_res: torch.Tensor, settings: StageSettings, generator: torch.Generator,
                       noise_level: Optional[int] = None, progress: bool = False,
                       callback: Optional[StepCallback] = None) -> torch.Tensor:
         """VSR on one chunk: ``(1, 3, f, h, w)`` in [−1, 1] → ``(1, 3, f, h·4, w·4)`` clamped to [−1, 1]. The
-        generator draws the augmentation noise first, then the initial latents (official order)."""
+        generator draws the augmentation noise first, then the initial latents (official order); a ``residual``
+        stage then encodes the bicubic upsampling of the clean chunk (posterior samples from the generator) and
+        adds it to the U-Net's latents."""
         level = self.noise_level if noise_level is None else int(noise_level)
         if not 0 <= level <= self.max_noise_level:
             raise ValueError(f"noise_level must be in [0, {self.max_noise_level}], got {level}")
@@ -419,6 +432,9 @@ class LavieStage:
         text_cond, text_uncond = self._texts(settings)
         latents = self.denoise(noise, settings, text_cond, text_uncond, generator, low_res=noisy, noise_level=level,
                                progress=progress, callback=callback)
+        if self.residual:
+            up = bicubic_upsample(low_res, self.autoencoder.downsample_factor)
+            latents = latents + self.autoencoder.encode(up, generator=generator).float()
         return self.autoencoder.decode(latents).float().clamp(-1, 1)
 
     @torch.no_grad()
@@ -842,6 +858,7 @@ def trained_stage(unet: UNet3D, run: dict, autoencoder, text_encoder=None,
     stage = LavieStage(kind, OfficialLaVie(unet, kind), autoencoder, text_encoder,
                        betas=beta_schedule(diffusion["noise_schedule"], diffusion["diffusion_steps"]),
                        prediction_type=diffusion["prediction_type"], source=source,
+                       residual=bool(lavie.get("residual", False)),
                        noise_level=min(50, int(lavie["max_noise_level"])),
                        max_noise_level=int(unet.config.max_noise_level or 0))
     height, width = frame_size(data["image_size"])

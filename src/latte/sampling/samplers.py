@@ -65,6 +65,8 @@ DIFFUSERS_SAMPLERS = {
 }
 
 SAMPLERS = tuple(OFFICIAL_SAMPLERS) + tuple(DIFFUSERS_SAMPLERS)
+# diffusers schedulers that cannot turn an x0 prediction (prediction_type 'sample') into a step
+NO_SAMPLE_PREDICTION = ("euler-a", "pndm", "kdpm2-a")
 
 
 def check_sampler(name: str) -> None:
@@ -87,12 +89,16 @@ def draw_noise(shape: Sequence[int], generators: Sequence[torch.Generator], devi
 def make_scheduler(name: str, betas: np.ndarray, prediction_type: str = "epsilon",
                    scheduler_options: Optional[dict] = None):
     """A fresh diffusers scheduler for sampler ``name`` on the model's training ``betas`` (float64, (T,)) and
-    ``prediction_type`` ('epsilon' or 'v_prediction', diffusers' names). ``scheduler_options`` override the
+    ``prediction_type`` ('epsilon', 'v_prediction' or 'sample', diffusers' names). ``scheduler_options`` override the
     sampler's settings, e.g. ``{"steps_offset": 1, "set_alpha_to_one": False}`` turns ``ddim-diffusers``'
     timesteps 980..0 (final step to alpha-bar 1) into 981..1 (final step to alpha-bar_0), LaVie's DDIM."""
     import diffusers
 
     spec = DIFFUSERS_SAMPLERS[name]
+    if prediction_type == "sample" and name in NO_SAMPLE_PREDICTION:
+        usable = [s for s in SAMPLERS if s not in NO_SAMPLE_PREDICTION]
+        raise ValueError(f"sampler '{name}' cannot sample a model that predicts x0 (prediction_type 'sample'); "
+                         f"use one of {', '.join(usable)}")
     cls = getattr(diffusers, spec.class_name)
     kwargs = {**spec.kwargs, **(scheduler_options or {})}
     return cls(num_train_timesteps=len(betas), trained_betas=np.asarray(betas, dtype=np.float64).tolist(),
@@ -161,7 +167,8 @@ def sample_loop(model_fn: ModelFn, noise: torch.Tensor, sampler: str, steps: int
         betas: the training noise schedule ``(T,)``, float64.
         learn_sigma: whether ``model_fn`` returns ``2C`` channels (variance values in ``[C:]``).
         generators: one per video, for the per-step noise of stochastic samplers (DDPM, ancestral schedulers).
-        prediction_type: what channels ``[:C]`` of the model output are: 'epsilon' or 'v_prediction'.
+        prediction_type: what channels ``[:C]`` of the model output are: 'epsilon', 'v_prediction' or 'sample'
+            (x0).
         callback: ``callback(step, total)`` after every step (``step`` = 1..total, the number of model
             evaluations done so far for official loops, scheduler steps for diffusers ones). It may raise to
             stop sampling (e.g. a cancelled request); the exception propagates to the caller.

@@ -40,8 +40,8 @@ import torch
 from torch import nn
 
 from latte.config import ConfigError, load_yaml, option, to_dict
-from latte.data.transforms import (DOWNSAMPLE_KERNELS, downsample, frame_size, interpolation_condition,
-                                    random_crop_offsets)
+from latte.data.transforms import (DOWNSAMPLE_KERNELS, bicubic_upsample, downsample, frame_size,
+                                    interpolation_condition, random_crop_offsets)
 from latte.diffusion import DiffusionConfig, noise_augmentation
 from latte.diffusion.gaussian import GaussianDiffusion, beta_schedule, mean_flat
 from latte.io import load_state_dict_strict, read_state_dict
@@ -51,13 +51,15 @@ from latte.training.config import (AutoencoderConfig, DataConfig, TextEncoderCon
 from latte.seeding import mix_seed
 from latte.training.randomness import per_sample_draws
 from latte.training.tasks.latte import LatteTask
-from latte.training.tasks.lavie_objectives import interpolation_inputs, super_resolution_inputs
+from latte.training.tasks.lavie_objectives import (interpolation_baseline, interpolation_inputs,
+                                                   super_resolution_inputs)
 
 __all__ = ["LavieConfig", "LavieRunConfig", "LavieTask", "train_lavie", "load_lavie_run_config", "is_lavie_config",
            "STAGES"]
 
 STAGES = ("base", "interp", "vsr")
 _DRAW_EXTRA = 2  # key of the per-sample generator for stage-specific draws (1 = VAE posterior samples)
+_DRAW_BASELINE = 3  # key of the VAE posterior samples of the vsr residual's baseline
 
 
 @dataclass
@@ -86,6 +88,13 @@ class LavieConfig:
     patch_size: Optional[int] = option(
         None, "vsr: train on random square crops of this many high-resolution pixels (a multiple of "
               "scale_factor; the paper: 320); null = whole frames")
+    residual: bool = option(
+        False, "interp / vsr: the U-Net denoises the clip minus a baseline made from its condition, and sampling "
+               "adds the baseline back — interp: the linear blend of the condition frames (latents); vsr: the "
+               "bicubic ×scale_factor upsampling of the clean low-resolution video, encoded (one more VAE encode "
+               "per step with a real VAE). With diffusion.prediction_type sample an untrained U-Net returns the "
+               "baseline, so a small model starts from the classic method and learns the correction. Ours, not "
+               "LaVie's (the released stages: false)")
     temporal_only: Optional[bool] = option(
         None, "train only the temporal layers (parameter names containing 'temp'); null = true for vsr "
               "initialised from a 2-D U-Net (official), false otherwise")
@@ -100,6 +109,9 @@ class LavieConfig:
         if self.patch_size is not None and (self.patch_size < 1 or self.patch_size % self.scale_factor):
             raise ConfigError(f"lavie.patch_size: must be a positive multiple of scale_factor "
                               f"({self.scale_factor}), got {self.patch_size}")
+        if self.residual and self.stage == "base":
+            raise ConfigError("lavie.residual: only the interp and vsr stages have a baseline to add to (their "
+                              "condition); the base stage starts from noise alone")
         if self.downsample_kernel not in DOWNSAMPLE_KERNELS:
             raise ConfigError(f"lavie.downsample_kernel: one of {', '.join(DOWNSAMPLE_KERNELS)}")
 
@@ -125,8 +137,6 @@ class LavieRunConfig:
 
     def validate(self) -> None:
         lv, unet, d = self.lavie, self.unet, self.diffusion
-        if lv.stage == "vsr" and d.prediction_type != "v_prediction":
-            raise ConfigError("diffusion.prediction_type: the vsr stage predicts v (LaVie); set v_prediction")
         if d.timestep_respacing:
             raise ConfigError("diffusion.timestep_respacing: LaVie stages train on all diffusion steps; remove it")
         latent = unet.out_channels
@@ -353,6 +363,17 @@ class LavieTask(LatteTask):
             lows.append(low)
         return torch.cat(latents), torch.cat(lows), torch.cat(levels), torch.cat(noises)
 
+    def _vsr_baseline(self, low_res: torch.Tensor, ctx, keys: list[int]) -> torch.Tensor:
+        """``lavie.residual``: latents of the bicubic upsampling of the clean low-resolution crops
+        ``(B, 3, F, h, w)`` → ``(B, C, F, h, w)`` (VAE posterior samples keyed per item like the targets')."""
+        up = bicubic_upsample(low_res, self.config.lavie.scale_factor)
+        latents = []
+        for i, key in enumerate(keys):
+            posterior = torch.Generator(device=self.device).manual_seed(mix_seed(ctx.seed, ctx.step, key, _DRAW_BASELINE))
+            with torch.no_grad():
+                latents.append(self.autoencoder.encode(up[i:i + 1], generator=posterior).float())
+        return torch.cat(latents)
+
     def loss(self, model: nn.Module, batch: dict, ctx) -> dict[str, torch.Tensor]:
         keys = batch["index"].tolist()
         if self.stage == "vsr":
@@ -370,12 +391,12 @@ class LavieTask(LatteTask):
         text, _ = self._text(batch, drop, b, f, num_images)
         kwargs = {}
         if self.stage == "base":
-            sample = self.diffusion.q_sample(x0, t, noise)
-            target = self.diffusion.velocity(x0, t, noise) if self.diffusion.prediction_type == "v_prediction" \
-                else noise
+            sample, target = self.diffusion.q_sample(x0, t, noise), self.diffusion.target(x0, t, noise)
             kwargs["num_images"] = num_images
         elif self.stage == "interp":
             cond = interpolation_condition(x0, self.config.lavie.interp_factor)
+            if self.config.lavie.residual:
+                x0 = x0 - interpolation_baseline(x0, self.config.lavie.interp_factor)
             cond_t = cond_noise = None
             if self.config.lavie.cond_noise_max:
                 cond_t, cond_noise = [], []
@@ -386,9 +407,9 @@ class LavieTask(LatteTask):
                     cond_noise.append(torch.randn(x0.shape[1:], generator=g, device=self.device))
                 cond_t, cond_noise = torch.cat(cond_t), torch.stack(cond_noise)
             sample, target = interpolation_inputs(self.diffusion, x0, cond, t, noise, cond_t, cond_noise)
-            if self.diffusion.prediction_type == "v_prediction":
-                target = self.diffusion.velocity(x0, t, noise)
         else:
+            if self.config.lavie.residual:
+                x0 = x0 - self._vsr_baseline(low_res, ctx, keys)
             inputs = super_resolution_inputs(self.diffusion, self.augmentation, x0, low_res, t, noise, level,
                                              low_noise)
             sample, target = inputs.sample, inputs.target
