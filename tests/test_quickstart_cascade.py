@@ -67,7 +67,7 @@ def test_stage_from_run_uses_the_runs_prediction_type(tmp_path):
         "unet.block_out_channels=[32,32]", "data.synthetic.num_videos=4"])
     train_lavie(cfg, device="cpu", progress=False)
     stage = stage_from_run(tmp_path)
-    assert stage.kind == "interp" and stage.prediction_type == "v_prediction"
+    assert stage.kind == "interp" and stage.prediction_type == "sample" and stage.residual  # read from the run
     assert stage.autoencoder.latent_channels == 48
     assert stage_from_run(tmp_path, noise_level=7).noise_level == 7
     with pytest.raises(Exception, match="nothing"):
