@@ -9,7 +9,8 @@
 Stages run in the order base, interp, vsr; any subset in that order works (the four official options are base;
 base+interp; base+vsr; base+interp+vsr), and a cascade without base starts from a given video (``input=``).
 The base stage is a LaVie base U-Net (:class:`LavieStage`) or any text-to-video Latte model
-(:class:`LatteBaseStage`). Each stage has its own prompt, negative prompt, guidance, steps and sampler
+(:class:`LatteBaseStage`); a Latte model trained with frame conditioning also makes image-to-video and extensions
+of a video (``run(..., image=, extend=)``), which the later stages interpolate and upscale. Each stage has its own prompt, negative prompt, guidance, steps and sampler
 (:class:`StageSettings`; unset fields take the official per-stage defaults, :data:`STAGE_DEFAULTS`).
 
 Behaviour (``spec_lavie.md`` §7–8):
