@@ -157,17 +157,19 @@ def write_run(run_dir, class_names=("apple", "bird", "car")):
     return ckpt
 
 
-def write_text_run(run_dir):
+def write_text_run(run_dir, frame_conditioning: bool = False):
     """A tiny random-weight text-to-video run (identity autoencoder, the packaged offline MiniLM): 8 frames of
-    16x16 px, loadable by LattePipeline.load and `latte sample`."""
+    16x16 px, loadable by LattePipeline.load and `latte sample`; ``frame_conditioning``: a model that takes given
+    frames (image-to-video, extension)."""
     torch.manual_seed(0)
-    model = Latte(LatteConfig(**TINY_TEXT_MODEL))
+    config = {**TINY_TEXT_MODEL, "frame_conditioning": frame_conditioning}
+    model = Latte(LatteConfig(**config))
     with torch.no_grad():  # the official init zeroes the output layer: make the output depend on the input
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     ckpt = run_dir / "checkpoints" / "step_0000001"
     model.save_pretrained(ckpt / "ema")
-    cfg = run_config_from_dict({"model": TINY_TEXT_MODEL, "autoencoder": {"kind": "identity"},
+    cfg = run_config_from_dict({"model": config, "autoencoder": {"kind": "identity"},
                                 "text_encoder": {"kind": "minilm", "max_length": 16},
                                 "train": {"run_dir": str(run_dir)}})
     save_run_config(cfg, ckpt / "run_config.yaml")

@@ -1,5 +1,6 @@
 """``latte demo`` without a browser: request validation, the queue (bounds, fairness, cancellation), the Gradio
-endpoint through ``gradio_client`` (seeded output equals ``latte sample``), the missing-model page, the CLI."""
+endpoint through ``gradio_client`` (seeded output equals ``latte sample``), the missing-model page, the CLI; and
+for frame-conditioned models the first-frame image, the video to continue and the frames control."""
 import json
 import time
 
@@ -12,7 +13,7 @@ from latte.apps.demo import (DemoRequest, GeneratorOptions, LatteGenerator, Limi
 from latte.models import Latte, LatteConfig
 from latte.sampling import LattePipeline, SampleOutput, save_videos
 
-from helpers import free_port, require, wait_for, write_text_run
+from helpers import (FakeTextEncoder, free_port, require, tiny_model, wait_for, write_text_run, write_video)
 
 
 @pytest.fixture(scope="module")
@@ -428,3 +429,149 @@ def test_quickstart_examples_include_heldout_pairs(tmp_path):
     assert examples["Held-out combinations (never seen together in training)"] == [
         "a red circle moving left", "a blue square moving left"]
     assert quickstart_examples(tmp_path / "elsewhere" / "run") == []  # not a quickstart: no examples
+
+
+# ------------------------------------------------------------------------- given frames (frame-conditioned models)
+FC_OPTS = GeneratorOptions(title="fc", conditioning="text", samplers=("ddim",), sampler="ddim", steps=5,
+                           guidance=2.0, size="4 frames of 8x8 px", frame_conditioning=True)
+
+
+def test_validate_request_takes_a_first_frame_a_video_to_continue_and_frames(tmp_path):
+    image = np.full((8, 8, 3), 9, np.uint8)
+    req = validate_request({"prompt": "x", "image": image, "extend": "", "frames": 6}, FC_OPTS)
+    assert req.image.shape == (1, 8, 8, 3) and req.extend is None and req.frames == 6
+    assert req.sampling_options()["image"].shape == (8, 8, 3)
+    clip = write_video(tmp_path / "clip.mp4", 5, 8, 8)  # an upload arrives as a path in Gradio's folder
+    req = validate_request({"prompt": "x", "extend": str(clip)}, FC_OPTS)
+    assert req.extend.shape == (5, 8, 8, 3) and req.frames == 0 and "frames" not in req.sampling_options()
+    plain = validate_request({"prompt": "x", "image": None, "extend": None}, FC_OPTS)
+    assert plain.sampling_options() == {}
+
+
+@pytest.mark.parametrize("values, message, limits", [
+    ({"image": np.zeros((8, 8, 3), np.uint8)}, "This model was not trained with given frames "
+     "(model.frame_conditioning: false): leave the first frame empty.", None),
+    ({"extend": "clip"}, "leave the video to continue empty", None),
+    ({"image": np.zeros((8, 8, 3), np.uint8), "extend": "clip"}, "Give a first frame or a video to continue, not "
+     "both.", FC_OPTS),
+    ({"extend": "clip", "frames": 5}, "Frames (5) must be more than the video to continue has (5), or 0 for one "
+     "more clip.", FC_OPTS),
+    ({"extend": "clip"}, "The video to continue: 5 frames, at most 4 are accepted.", Limits(max_frames=4)),
+    ({"extend": "clip"}, "The video to continue: 8x8 px, at most 32 pixels per frame are accepted.",
+     Limits(max_given_pixels=32)),
+    ({"extend": "not_a_video"}, "The video to continue: cannot be read as a video (mp4, ...): unreadable", FC_OPTS),
+    ({"image": "not_a_video"}, "The first frame: cannot be read as an image (png, jpg, ...): unreadable", FC_OPTS),
+    ({"image": np.zeros((8, 8, 3), np.float32)}, "The first frame: expected uint8 (H, W, 3)", FC_OPTS),
+    ({"image": 3}, "The first frame: expected an uploaded file, got int.", FC_OPTS),
+    ({"frames": 65}, "Frames must be a whole number from 0 to 64, got 65", FC_OPTS),
+])
+def test_validate_request_rejects_bad_given_frames(tmp_path, values, message, limits):
+    write_video(tmp_path / "clip.mp4", 5, 8, 8)
+    (tmp_path / "not_a_video").write_bytes(b"no video here")
+    values = {k: str(tmp_path / v) + (".mp4" if v == "clip" else "") if isinstance(v, str) else v
+              for k, v in values.items()}
+    options = limits if isinstance(limits, GeneratorOptions) else (OPTS if limits is None else FC_OPTS)
+    with pytest.raises(RequestError) as info:
+        validate_request({"prompt": "x", **values}, options, limits if isinstance(limits, Limits) else Limits())
+    assert message in str(info.value)
+    assert str(tmp_path) not in str(info.value)  # the upload's path is not shown
+
+
+@pytest.fixture(scope="module")
+def fc_generator():
+    """A tiny frame-conditioned text model (4 frames of 8x8 px, identity autoencoder) behind the demo."""
+    from latte.encoders.autoencoders import IdentityAutoencoder
+
+    model = tiny_model(0, conditioning="text", text_dim=16, frame_conditioning=True)
+    return LatteGenerator(LattePipeline(model, IdentityAutoencoder(), FakeTextEncoder()))
+
+
+def test_latte_generator_makes_image_to_video_and_extensions(fc_generator, tmp_path):
+    opts = fc_generator.options()
+    assert opts.frame_conditioning
+    image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    req = validate_request({"prompt": "a red circle", "image": image, "seed": 2, "steps": 2, "num_videos": 2},
+                           opts)
+    out = fc_generator.generate(req, lambda *a: None)
+    assert out.videos.shape == (2, 4, 8, 8, 3) and (out.videos[:, 0] == image).all()  # held exactly
+    ref = fc_generator.pipe(prompts=["a red circle"], image=image, num_videos=2, seed=2, sampler=req.sampler,
+                            steps=2, cfg_scale=req.guidance, progress=False)
+    np.testing.assert_array_equal(out.videos, ref.videos)  # the page's request is the pipeline's call
+    video = np.random.default_rng(1).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    req = validate_request({"prompt": "a red circle", "extend": video, "frames": 9, "seed": 2, "steps": 2}, opts)
+    result = run_request(fc_generator, req, tmp_path)
+    record = result.records[0]
+    assert record["frames"] == 9 and record["given_frames"]["mode"] == "extend"
+    assert record["given_frames"]["given_frames"] == 5 and "source" not in record["given_frames"]
+    from latte.apps.demo import caption
+
+    assert "continues a video" in caption(record)
+
+
+def test_a_model_without_frame_conditioning_refuses_given_frames(text_generator, tmp_path):
+    opts = text_generator.options()
+    assert not opts.frame_conditioning
+    with pytest.raises(RequestError, match="model.frame_conditioning: false"):
+        validate_request({"prompt": "x", "image": np.zeros((16, 16, 3), np.uint8)}, opts)
+    req = DemoRequest(prompt="x", steps=2, image=np.zeros((1, 16, 16, 3), np.uint8))  # past the page: the pipeline
+    with pytest.raises(RequestError, match=r"image: this model was not trained with given frames"):
+        run_request(text_generator, req, tmp_path)
+
+
+def test_cascade_generator_passes_given_frames_to_a_frame_conditioned_latte_base(fc_generator):
+    from latte.apps.demo import CascadeGenerator
+    from latte.sampling.cascade import CascadePipeline, LatteBaseStage
+
+    gen = CascadeGenerator(CascadePipeline(base=LatteBaseStage(fc_generator.pipe)))
+    opts = gen.options()
+    assert opts.frame_conditioning and opts.stages == ()
+    image = np.random.default_rng(2).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    req = validate_request({"prompt": "a red circle", "image": image, "frames": 6, "seed": 1, "steps": 2}, opts)
+    out = gen.generate(req, lambda *a: None)
+    assert out.videos.shape == (1, 6, 8, 8, 3) and (out.videos[0, 0] == image).all()
+    assert out.records[0]["stages"][0]["given_frames"]["mode"] == "image"
+    assert not CascadeGenerator(FakeCascade()).options().frame_conditioning
+
+
+def test_api_uploads_a_first_frame_and_refuses_server_paths(tmp_path, tmp_path_factory):
+    """Through the page's endpoint: an uploaded image becomes frame 0; a file that was not uploaded is refused by
+    Gradio before our code sees it."""
+    require("gradio")
+    import urllib.request
+
+    from PIL import Image
+
+    client_mod = require("gradio_client")
+    run = write_text_run(tmp_path_factory.mktemp("fc") / "run", frame_conditioning=True)  # 8 frames of 16x16
+    queue = RequestQueue(LatteGenerator(LattePipeline.load(run)), tmp_path / "out")
+    app = build_app(queue)
+    _, url, _ = launch(app, queue, port=free_port(), block=False, quiet=True)
+    try:
+        Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(tmp_path / "first.png")
+        client = client_mod.Client(url, verbose=False, download_files=False)
+        *_, settings, _, status = client.predict(
+            "a red circle moving left", "", None, 4, "ddim", 2, 1.0, 1, [], "", 0,
+            client_mod.handle_file(str(tmp_path / "first.png")), None, api_name="/generate")
+        assert "Done in" in status
+        record = json.loads(settings)
+        assert record["given_frames"]["mode"] == "image" and record["frames"] == 8
+        clip = write_video(tmp_path / "clip.mp4", 5, 16, 16)
+        *_, settings, _, status = client.predict(
+            "a red circle moving left", "", None, 4, "ddim", 2, 1.0, 1, [], "", 12, None,
+            client_mod.handle_file(str(clip)), api_name="/generate")
+        record = json.loads(settings)
+        assert record["given_frames"]["mode"] == "extend" and record["frames"] == 12
+
+        def raw_call(prompt: str, extend) -> str:  # the HTTP API without gradio_client (which would upload)
+            body = json.dumps({"data": [prompt, "", None, 4, "ddim", 2, 1.0, 1, [], "", 0, None, extend]}).encode()
+            post = urllib.request.Request(url + "gradio_api/call/generate", body, {"Content-Type": "application/json"})
+            event = json.loads(urllib.request.urlopen(post, timeout=30).read())["event_id"]
+            return fetch(url + f"gradio_api/call/generate/{event}").decode()
+
+        assert "The prompt is empty" in raw_call("", None)  # our messages reach the caller ...
+        stream = raw_call("a red circle", {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}})
+        assert "event: error" in stream and '"error": null' in stream  # ... this one is Gradio's refusal
+        assert len(queue.results()) == 2  # nothing was queued
+    finally:
+        app.close()
+        queue.close()

@@ -12,10 +12,12 @@ Three layers, so that the request logic runs (and is tested) without a browser:
    worker owns the model, with cancellation and the gallery of this server's results.
 3. **the page**: :func:`build_app` (Gradio Blocks) and :func:`launch`.
 
-Safety: every input is text or a number (no file inputs, no paths); files are written only in a fresh folder of
-the server's own (a temporary directory unless given); the server binds 127.0.0.1 unless told otherwise.
-Fairness: one worker, first come first served, at most one waiting-or-running request per browser session, and
-each request's work is bounded (:class:`Limits`), so no request can starve the others.
+Safety: every input is text or a number, except for a model trained with frame conditioning: a first-frame image
+and a video to continue, uploaded (at most 1 MB, into Gradio's own folder; Gradio refuses any other path) and
+bounded in frames and pixels before decoding (:class:`Limits`); no path fields. Files are written only in a fresh
+folder of the server's own (a temporary directory unless given); the server binds 127.0.0.1 unless told
+otherwise. Fairness: one worker, first come first served, at most one waiting-or-running request per browser
+session, and each request's work is bounded (:class:`Limits`), so no request can starve the others.
 """
 import asyncio
 import inspect
@@ -28,11 +30,14 @@ import tempfile
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Protocol, Sequence, Union
 
+import numpy as np
+
 from latte.sampling import SAMPLERS, LattePipeline, SampleOutput, save_videos
+from latte.sampling.given_frames import read_given
 
 __all__ = ["Limits", "Stage", "GeneratorOptions", "DemoRequest", "DemoResult", "Generator", "LatteGenerator",
            "CascadeGenerator", "RequestError", "QueueFull", "Cancelled", "Job", "RequestQueue", "validate_request",
@@ -54,6 +59,8 @@ class Limits:
     max_guidance: float = 30.0
     max_videos: int = 4
     max_seed: int = 2**31 - 1
+    max_frames: int = 64  # frames of one video (the frames control), and of a video to continue
+    max_given_pixels: int = 1024 * 1024  # pixels per frame of a first-frame image or a video to continue
     queue_size: int = 4  # requests waiting or running; one more is refused with a "queue full" message
     gallery_size: int = 24  # newest results shown in the gallery
 
@@ -83,11 +90,14 @@ class GeneratorOptions:
     stages: tuple[Stage, ...] = ()
     examples: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (heading, prompts or class names)
     supports_cache: bool = False  # the generator takes a step-cache setting (``cache=``)
+    frame_conditioning: bool = False  # the model takes a first-frame image and a video to continue
 
 
 @dataclass(frozen=True)
 class DemoRequest:
-    """One validated request (see :func:`validate_request`); ``seed`` is the one used (never -1)."""
+    """One validated request (see :func:`validate_request`); ``seed`` is the one used (never -1). ``frames``: 0 =
+    the model's (for ``extend``: one more clip); ``image``: uint8 ``(1, H, W, 3)``, the first frame
+    (image-to-video); ``extend``: uint8 ``(F, H, W, 3)``, the video to continue (frame-conditioned models)."""
 
     prompt: str = ""
     negative_prompt: str = ""
@@ -99,6 +109,15 @@ class DemoRequest:
     num_videos: int = 1
     stages: tuple[str, ...] = ()  # names of the optional stages to run
     cache: str = ""  # step-cache setting, '' = off (passed as ``cache=`` to generators that support it)
+    frames: int = 0
+    image: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
+    extend: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
+
+    def sampling_options(self) -> dict:
+        """The keyword arguments of the pipeline for ``frames``, ``image`` and ``extend`` (only those set)."""
+        options = {"frames": self.frames or None, "image": None if self.image is None else self.image[0],
+                   "extend": self.extend}
+        return {k: v for k, v in options.items() if v is not None}
 
 
 class RequestError(ValueError):
@@ -144,12 +163,14 @@ class LatteGenerator:
             title=self.title, conditioning=pipe.conditioning, samplers=SAMPLERS, sampler=pipe.defaults.sampler,
             steps=pipe.defaults.steps, guidance=pipe.defaults.cfg_scale,
             size=f"{cfg.num_frames} frames of {side}x{side} px", fps=self.fps, classes=classes,
-            examples=self.examples, supports_cache="cache" in inspect.signature(pipe.__call__).parameters)
+            examples=self.examples, supports_cache="cache" in inspect.signature(pipe.__call__).parameters,
+            frame_conditioning=bool(cfg.frame_conditioning))
 
     def generate(self, request: DemoRequest, on_step: OnStep) -> SampleOutput:
         kwargs = dict(num_videos=request.num_videos, seed=request.seed, sampler=request.sampler,
                       steps=request.steps, cfg_scale=request.guidance, batch_size=request.num_videos,
-                      progress=False, callback=lambda step, total: on_step("sampling", step, total))
+                      progress=False, callback=lambda step, total: on_step("sampling", step, total),
+                      **request.sampling_options())
         if self.pipe.conditioning == "text":
             kwargs.update(prompts=[request.prompt], negative_prompt=request.negative_prompt)
         elif self.pipe.conditioning == "class":
@@ -170,7 +191,8 @@ class CascadeGenerator:
     ``describe_size() -> str`` (optional) and ``__call__(prompts=, num_videos=, seed=, sampler=, steps=,
     cfg_scale=, negative_prompt=, stages=[names to run], batch_size=, progress=False, callback=)`` returning a
     :class:`SampleOutput` of uint8 videos whose records carry ``fps``; ``callback(stage, step, total)`` is called
-    after every sampler step of every stage and may raise to stop.
+    after every sampler step of every stage and may raise to stop. Optionally ``frame_conditioning`` (True: its
+    ``__call__`` takes ``image=`` / ``extend=``) and ``frames=`` (base frames; passed only when set).
     """
 
     def __init__(self, cascade, examples: Sequence[tuple[str, Sequence[str]]] = (), fps: float = 8.0,
@@ -187,13 +209,15 @@ class CascadeGenerator:
         return GeneratorOptions(
             title=self.title, conditioning=c.conditioning, samplers=SAMPLERS, sampler=c.defaults.sampler,
             steps=c.defaults.steps, guidance=c.defaults.cfg_scale, size=size, fps=self.fps, stages=stages,
-            examples=self.examples, supports_cache="cache" in inspect.signature(c.__call__).parameters)
+            examples=self.examples, supports_cache="cache" in inspect.signature(c.__call__).parameters,
+            frame_conditioning=bool(getattr(c, "frame_conditioning", False)))
 
     def generate(self, request: DemoRequest, on_step: OnStep) -> SampleOutput:
         kwargs = dict(prompts=[request.prompt], negative_prompt=request.negative_prompt,
                       num_videos=request.num_videos, seed=request.seed, sampler=request.sampler,
                       steps=request.steps, cfg_scale=request.guidance, stages=list(request.stages),
-                      batch_size=request.num_videos, progress=False, callback=on_step)
+                      batch_size=request.num_videos, progress=False, callback=on_step,
+                      **request.sampling_options())
         if request.cache:
             kwargs["cache"] = request.cache
         return self.cascade(**kwargs)
@@ -217,9 +241,31 @@ def _text(value, name: str, limit: int) -> str:
     return text
 
 
+GIVEN_NAMES = {"image": "The first frame", "extend": "The video to continue"}
+
+
+def _is_empty(value) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _given(value, kind: str, limits: Limits) -> np.ndarray:
+    """A first-frame image or a video to continue (a path, e.g. Gradio's upload, or a uint8 array) -> uint8
+    ``(F, H, W, 3)`` within the limits; what is wrong becomes a :class:`RequestError`."""
+    if not isinstance(value, (str, Path, np.ndarray)):
+        raise RequestError(f"{GIVEN_NAMES[kind]}: expected an uploaded file, got {type(value).__name__}.")
+    try:
+        frames, _ = read_given(value, kind, max_frames=limits.max_frames, max_pixels=limits.max_given_pixels)
+    except ValueError as e:  # the sampling layer's message, without the command-line option and the upload path
+        prefix = f"{kind}:" if isinstance(value, np.ndarray) else f"--{kind} {Path(value)}:"
+        raise RequestError(f"{GIVEN_NAMES[kind]}: {str(e).removeprefix(prefix).strip()}.") from None
+    return frames
+
+
 def validate_request(values: dict, options: GeneratorOptions, limits: Limits = Limits()) -> DemoRequest:
     """Page values (``prompt``, ``negative_prompt``, ``class_label``, ``seed`` (-1 = random), ``sampler``,
-    ``steps``, ``guidance``, ``num_videos``, ``stages`` (names), ``cache``) -> a :class:`DemoRequest`.
+    ``steps``, ``guidance``, ``num_videos``, ``stages`` (names), ``cache``, ``frames`` (0 = the model's),
+    ``image`` / ``extend`` (frame-conditioned models: a first frame, a video to continue; an uploaded file's path
+    or a uint8 array)) -> a :class:`DemoRequest`.
 
     Missing values take the model's defaults; a bad one raises :class:`RequestError` naming the field and what
     is allowed."""
@@ -261,9 +307,21 @@ def validate_request(values: dict, options: GeneratorOptions, limits: Limits = L
     cache = "" if values.get("cache") is None else str(values.get("cache")).strip()
     if cache and not options.supports_cache:
         raise RequestError("This model's pipeline has no step cache: leave the cache setting empty.")
+    frames = _integer(values.get("frames") or 0, "Frames", 0, limits.max_frames)
+    given = {k: values.get(k) for k in ("image", "extend") if not _is_empty(values.get(k))}
+    if given and not options.frame_conditioning:
+        raise RequestError("This model was not trained with given frames (model.frame_conditioning: false): leave "
+                           f"{' and '.join(GIVEN_NAMES[k].lower() for k in given)} empty.")
+    if len(given) == 2:
+        raise RequestError("Give a first frame or a video to continue, not both.")
+    image, extend = (_given(given[k], k, limits) if k in given else None for k in ("image", "extend"))
+    if extend is not None and frames and frames <= len(extend):
+        raise RequestError(f"Frames ({frames}) must be more than the video to continue has ({len(extend)}), or 0 "
+                           "for one more clip.")
     return DemoRequest(prompt=prompt, negative_prompt=negative, class_label=class_label, seed=seed, sampler=sampler,
                        steps=steps, guidance=guidance, num_videos=num_videos,
-                       stages=tuple(s for s in known if s in stages), cache=cache)
+                       stages=tuple(s for s in known if s in stages), cache=cache, frames=frames, image=image,
+                       extend=extend)
 
 
 def _first_example(options: GeneratorOptions) -> str:
@@ -451,7 +509,9 @@ class RequestQueue:
 def caption(record: dict) -> str:
     """One line for the gallery: what was asked and with which settings."""
     what = record.get("prompt") or record.get("class_name") or record.get("class_id", "unconditional")
-    return (f"{what} · seed {record['seed']} · {record['sampler']} {record['steps']} steps · "
+    mode = (record.get("given_frames") or {}).get("mode")
+    given = {"image": " · from a first frame", "extend": " · continues a video"}.get(mode, "")
+    return (f"{what}{given} · seed {record['seed']} · {record['sampler']} {record['steps']} steps · "
             f"guidance {record['cfg_scale']:g}")
 
 
@@ -480,7 +540,8 @@ def build_app(queue: Optional[RequestQueue], missing: str = "", title: str = "La
             return app
         opts, limits = queue.options, queue.limits
         text, cls = opts.conditioning == "text", opts.conditioning == "class"
-        gr.Markdown(f"# {title}\n**Model:** `{opts.title}` · {opts.conditioning}-conditional · {opts.size} · "
+        given = " · takes a first frame or a video to continue" if opts.frame_conditioning else ""
+        gr.Markdown(f"# {title}\n**Model:** `{opts.title}` · {opts.conditioning}-conditional · {opts.size}{given} · "
                     f"{opts.fps:g} fps. Requests are queued (at most {limits.queue_size} at a time).")
         with gr.Row():
             with gr.Column(scale=1):
@@ -503,6 +564,14 @@ def build_app(queue: Optional[RequestQueue], missing: str = "", title: str = "La
                                           value=[s.name for s in opts.stages if s.default], label="Stages",
                                           visible=bool(opts.stages), elem_id="stages")
                 cache = gr.Textbox(label="Step cache (empty = off)", visible=opts.supports_cache)
+                frames = gr.Slider(0, limits.max_frames, value=0, step=1, elem_id="frames",
+                                   label="Frames (0 = the model's; " + ("with a video to continue: the total)"
+                                                                       if opts.frame_conditioning else
+                                                                       "more = a longer video)"))
+                with gr.Row(visible=opts.frame_conditioning):
+                    image = gr.Image(label="First frame (image-to-video; optional)", type="numpy",
+                                     image_mode="RGB", sources=["upload"], elem_id="first-frame")
+                    extend = gr.Video(label="Video to continue (optional)", sources=["upload"], elem_id="extend")
                 with gr.Row():
                     run_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     cancel_btn = gr.Button("Cancel", elem_id="cancel")
@@ -527,10 +596,11 @@ def build_app(queue: Optional[RequestQueue], missing: str = "", title: str = "La
             return [(str(i["gif"]), i["caption"]) for i in items], [i["record"] for i in items]
 
         async def generate(prompt_v, negative_v, class_v, seed_v, sampler_v, steps_v, guidance_v, num_v, stages_v,
-                           cache_v, request: gr.Request, progress=gr.Progress()):
+                           cache_v, frames_v=0, image_v=None, extend_v=None, request: gr.Request = None,
+                           progress=gr.Progress()):  # defaults: API clients may leave the newer inputs out
             values = dict(prompt=prompt_v, negative_prompt=negative_v, class_label=class_v if cls else None,
                           seed=seed_v, sampler=sampler_v, steps=steps_v, guidance=guidance_v, num_videos=num_v,
-                          stages=stages_v, cache=cache_v)
+                          stages=stages_v, cache=cache_v, frames=frames_v, image=image_v, extend=extend_v)
             try:
                 job = queue.submit(validate_request(values, opts, limits), session=request.session_hash or "")
             except RequestError as e:
@@ -565,7 +635,8 @@ def build_app(queue: Optional[RequestQueue], missing: str = "", title: str = "La
         def show_record(records, evt: gr.SelectData):
             return _json(records[evt.index]) if 0 <= evt.index < len(records) else None
 
-        inputs = [prompt, negative, class_label, seed, sampler, steps, guidance, num_videos, stages, cache]
+        inputs = [prompt, negative, class_label, seed, sampler, steps, guidance, num_videos, stages, cache, frames,
+                  image, extend]
         run_btn.click(generate, inputs, [video, gifs, settings, gallery, gallery_records, status],
                       api_name="generate", concurrency_limit=None)
         cancel_btn.click(cancel, None, status, api_name="cancel", concurrency_limit=None)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from latte.cli.sample import add_given_frame_arguments, check_given_frame_arguments
+
 STAGE_FLAGS = (("prompt", str, "TEXT", "prompt of this stage (default: the --prompt of the video)"),
                ("negative-prompt", str, "TEXT", "negative prompt (defaults: base '', interp 'None', vsr "
                                                 "'blur, worst quality')"),
@@ -27,7 +29,9 @@ def register(sub) -> None:
                     "(lavie_base.pt, lavie_interpolation.pt, lavie_vsr.pt, stable-diffusion-v1-4/, "
                     "stable-diffusion-x4-upscaler/); --base-latte uses a Latte text-to-video model as the base; "
                     "--base-run / --interp-run / --vsr-run use a stage trained with `latte train` on a LaVie config "
-                    "(its own autoencoder, text encoder and noise schedule; no --lavie-dir needed). "
+                    "(its own autoencoder, text encoder and noise schedule; no --lavie-dir needed). A "
+                    "--base-latte model trained with frame conditioning takes --image (image-to-video) or --extend "
+                    "(continue a video) before interpolation and super-resolution. "
                     "Video i (seed SEED+i) is written as {i:05d}.mp4 + {i:05d}.json; rerunning resumes.")
     p.add_argument("--lavie-dir", metavar="DIR", help="folder with the released LaVie weights (official layout)")
     p.add_argument("--stages", default="base,interp,vsr", help="comma-separated, in order (default all three)")
@@ -74,6 +78,8 @@ def register(sub) -> None:
                    help="a Latte text-to-video model (run dir, model folder, diffusers folder, .pt) as the base")
     p.add_argument("--latte-vae", metavar="PATH", help="VAE for --base-latte (overrides its own)")
     p.add_argument("--latte-text-encoder", metavar="PATH", help="text encoder for --base-latte (overrides its own)")
+    add_given_frame_arguments(p, "a --base-latte model trained with model.frame_conditioning; before interpolation "
+                                 "and super-resolution")
     p.add_argument("--run-weights", default="ema", choices=["ema", "model"],
                    help="weights of the --{base,interp,vsr}-run checkpoints: ema (default; what the run's validation "
                         "samples use) or model (the raw, non-averaged training weights)")
@@ -135,6 +141,25 @@ def _check_stage_sources(args, stages: tuple[str, ...]) -> None:
             raise ValueError(f"--{stage}-run {run_dir}: the {stage} stage is not in --stages {','.join(stages)}")
 
 
+def _check_given_frames(args, stages: tuple[str, ...]) -> None:
+    """--image / --extend / --context-frames: for a --base-latte base stage that runs, files readable; checked
+    before any model loads. (A --base-latte model without frame conditioning is refused by the pipeline.)"""
+    flags = [f"--{name.replace('_', '-')}" for name in ("image", "extend", "context_frames")
+             if getattr(args, name) is not None]
+    if not flags:
+        return
+    what = " / ".join(flags)
+    if "base" not in stages:
+        raise ValueError(f"{what}: given frames condition the base stage, and --stages {','.join(stages)} starts "
+                         "from --input instead; run the base stage")
+    if not args.base_latte:
+        source = "--base-run" if args.base_run else "--lavie-dir / --base-unet"
+        raise ValueError(f"{what}: the base stage is a LaVie U-Net ({source}), which has no frame conditioning; "
+                         "image-to-video and extension need a Latte text-to-video model trained with "
+                         "model.frame_conditioning: true as the base (--base-latte RUN)")
+    check_given_frame_arguments(args)
+
+
 def build_pipeline(args, stages: tuple[str, ...], device: str):
     from latte.sampling.cascade import CascadePipeline, LatteBaseStage, load_lavie_stage, load_trained_stage
 
@@ -182,6 +207,7 @@ def run(args) -> int:
         prompts = read_prompts(args.prompts) if args.prompts else (args.prompt or [None])
         if prompts == [None] and args.input is None:
             raise ValueError("pass --prompt TEXT or --prompts FILE")
+        _check_given_frames(args, stages)
         num = args.num_videos or len(prompts)
         pending = [i for i in range(num) if not is_done(args.out, i, formats)]
         start = time.perf_counter()
@@ -197,6 +223,7 @@ def run(args) -> int:
                            settings=settings, official=args.official, frames=args.frames, height=args.height,
                            width=args.width, interp_factor=args.interp_factor, vsr_chunk=args.vsr_chunk,
                            vsr_overlap=args.vsr_overlap, noise_level=noise_level, progress=progress,
+                           image=args.image, extend=args.extend, context_frames=args.context_frames,
                            callback=lambda stage, done, total: bar.set_postfix_str(f"{stage} {done}/{total}"))
                 record = {"index": i, **out.record}
                 if args.save_intermediate:

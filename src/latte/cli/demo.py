@@ -23,9 +23,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "demo", help="web app: generate videos in the browser (Gradio)",
         description="Serve a page to generate videos with a trained or released model: prompt, negative "
-                    "prompt, seed, sampler, steps, guidance, number of videos; the video, a GIF download, the "
-                    "settings used and a gallery of this server's results. Listens on 127.0.0.1 only unless "
-                    "--host or --share say otherwise. Needs: pip install 'latte-video[demo]'.")
+                    "prompt, seed, sampler, steps, guidance, number of videos, frames, and for a model trained "
+                    "with model.frame_conditioning a first frame (image-to-video) or a video to continue; the "
+                    "video, a GIF download, the settings used and a gallery of this server's results. Listens on "
+                    "127.0.0.1 only unless --host or --share say otherwise. Needs: pip install 'latte-video[demo]'.")
     p.add_argument("--checkpoint", metavar="RUN_DIR", default=None,
                    help=f"what to serve: anything `latte sample --checkpoint` takes (default: the quickstart's "
                         f"model, {QUICKSTART_MODEL})")

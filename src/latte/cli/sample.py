@@ -42,15 +42,7 @@ def register(sub) -> None:
                         "when --frames exceeds it; 0 turns windows off (full attention over all frames)")
     p.add_argument("--window-stride", type=int, default=None, metavar="FRAMES",
                    help="frames between window starts (default: half the window)")
-    p.add_argument("--image", metavar="FILE",
-                   help="image-to-video: this image (png, jpg, ...) is the first frame (a model trained with "
-                        "model.frame_conditioning; resized if square and of another size)")
-    p.add_argument("--extend", metavar="VIDEO",
-                   help="continue this video (mp4, ...) with a frame-conditioned model: the output starts with its "
-                        "frames; --frames is the total length (default: one more clip)")
-    p.add_argument("--context-frames", type=int, default=None, metavar="K",
-                   help="frame-conditioned models: frames of the previous clip given to the next one when extending "
-                        "(--extend, or --frames beyond the trained length); default half the trained clip")
+    add_given_frame_arguments(p)
     p.add_argument("--height", type=int, default=None, help="height in pixels (default: the training size)")
     p.add_argument("--width", type=int, default=None, help="width in pixels (default: the training size)")
     p.add_argument("--fps", type=float, default=8, help="frame rate of mp4/GIF files")
@@ -75,13 +67,38 @@ def register(sub) -> None:
     p.set_defaults(func=run, user_value_errors=True)
 
 
+def add_given_frame_arguments(p, model: str = "a model trained with model.frame_conditioning") -> None:
+    """``--image`` / ``--extend`` / ``--context-frames`` (image-to-video and extension; ``latte sample`` and
+    ``latte cascade``); ``model`` says which model takes them. Check them with :func:`check_given_frame_arguments`."""
+    p.add_argument("--image", metavar="FILE",
+                   help=f"image-to-video: this image (png, jpg, ...) is the first frame ({model}; resized if "
+                        "square and of another size)")
+    p.add_argument("--extend", metavar="VIDEO",
+                   help=f"continue this video (mp4, ...) with {model}: the output starts with its frames; "
+                        "--frames is the total length (default: one more clip)")
+    p.add_argument("--context-frames", type=int, default=None, metavar="K",
+                   help="frame-conditioned models: frames of the previous clip given to the next one when extending "
+                        "(--extend, or --frames beyond the trained length); default half the trained clip")
+
+
+def check_given_frame_arguments(args) -> None:
+    """--image and --extend exclusive, their files readable: checked before any model loads (errors name the
+    option and the file)."""
+    from latte.sampling.given_frames import read_given
+
+    if args.image and args.extend:
+        raise ValueError("--image and --extend: give one (a first frame, or a video to continue)")
+    for kind in ("image", "extend"):
+        if getattr(args, kind):
+            read_given(getattr(args, kind), kind)
+
+
 def run(args) -> int:
     import torch
 
     from latte.io import ensure_writable_dir
     from latte.sampling import LattePipeline
     from latte.sampling.cache import parse_cache
-    from latte.sampling.given_frames import read_given
     from latte.sampling.runner import SampleJob, read_prompts, run_job, summarize
     from latte.training.distributed import all_gather_objects, barrier, cleanup_distributed, setup_distributed
 
@@ -90,11 +107,7 @@ def run(args) -> int:
     try:
         prompts = read_prompts(args.prompts) if args.prompts else args.prompt
         parse_cache(args.cache)  # a bad spec fails before the model loads
-        if args.image and args.extend:
-            raise ValueError("--image and --extend: give one (a first frame, or a video to continue)")
-        for kind in ("image", "extend"):  # an unreadable file fails before the model loads
-            if getattr(args, kind):
-                read_given(getattr(args, kind), kind)
+        check_given_frame_arguments(args)  # an unreadable file fails before the model loads
         ensure_writable_dir(args.out)  # before minutes of model loading
         pipe = LattePipeline.load(args.checkpoint, ema=not args.no_ema, device=dist.device, dtype=args.dtype,
                                   vae=args.vae, text_encoder=args.text_encoder, kind=args.kind)

@@ -9,7 +9,8 @@
 Stages run in the order base, interp, vsr; any subset in that order works (the four official options are base;
 base+interp; base+vsr; base+interp+vsr), and a cascade without base starts from a given video (``input=``).
 The base stage is a LaVie base U-Net (:class:`LavieStage`) or any text-to-video Latte model
-(:class:`LatteBaseStage`). Each stage has its own prompt, negative prompt, guidance, steps and sampler
+(:class:`LatteBaseStage`); a Latte model trained with frame conditioning also makes image-to-video and extensions
+of a video (``run(..., image=, extend=)``), which the later stages interpolate and upscale. Each stage has its own prompt, negative prompt, guidance, steps and sampler
 (:class:`StageSettings`; unset fields take the official per-stage defaults, :data:`STAGE_DEFAULTS`).
 
 Behaviour (``spec_lavie.md`` §7–8):
@@ -48,6 +49,7 @@ from latte.encoders.text import ZeroTextEncoder
 from latte.encoders.loading import MissingWeightsError, read_json, resolve_device, resolve_dtype
 from latte.interop.lavie import OfficialLaVie, load_lavie
 from latte.models.unet3d import UNet3D
+from latte.sampling.given_frames import Given
 from latte.sampling.long_video import TemporalWindows, reschedule_noise, resolve_windows, windowed
 from latte.sampling.pipeline import SampleOutput
 from latte.sampling.samplers import OFFICIAL_SAMPLERS, StepCallback, check_sampler, draw_noise, sample_loop
@@ -380,9 +382,10 @@ class LavieStage:
     def generate(self, settings: StageSettings, generator: torch.Generator, frames: int = 16,
                  height: int = 320, width: int = 512, progress: bool = False,
                  callback: Optional[StepCallback] = None, window: Optional[int] = None,
-                 window_stride: Optional[int] = None) -> torch.Tensor:
-        """Base stage: text → video ``(1, 3, F, H, W)`` in ~[−1, 1] (not clamped). More frames than the trained
-        16: sliding temporal windows (``window``/``window_stride``, as :class:`LattePipeline`)."""
+                 window_stride: Optional[int] = None) -> tuple[torch.Tensor, dict]:
+        """Base stage: text → video ``(1, 3, F, H, W)`` in ~[−1, 1] (not clamped) and what the stage's record
+        adds (``temporal_window`` for long videos). More frames than the trained 16: sliding temporal windows
+        (``window``/``window_stride``, as :class:`LattePipeline`)."""
         d = self.autoencoder.downsample_factor
         if height % d or width % d:
             raise ValueError(f"height/width ({height}x{width}) must be multiples of the VAE factor {d}")
@@ -395,7 +398,7 @@ class LavieStage:
             noise = reschedule_noise(noise, windows, [generator], frames)
         latents = self.denoise(noise, settings, text_cond, text_uncond, generator, progress=progress,
                                callback=callback, windows=windows)
-        return self.autoencoder.decode(latents).float()
+        return self.autoencoder.decode(latents).float(), ({"temporal_window": windows.record()} if windows else {})
 
     @torch.no_grad()
     def interpolate(self, video: torch.Tensor, settings: StageSettings, generator: torch.Generator,
@@ -455,7 +458,9 @@ class LavieStage:
 class LatteBaseStage:
     """A text-to-video :class:`latte.sampling.LattePipeline` as the cascade's base stage (ours alone: a Latte
     base followed by LaVie-style stages). The pipeline's own defaults apply to unset settings; the negative
-    prompt must be empty (Latte guides with the empty prompt)."""
+    prompt must be empty (Latte guides with the empty prompt). A model trained with frame conditioning
+    (``model.frame_conditioning``) also makes image-to-video and extensions of a video (``image`` / ``extend``
+    of :meth:`generate`), which the later stages then interpolate and upscale."""
 
     kind = "base"
 
@@ -471,6 +476,11 @@ class LatteBaseStage:
     @property
     def device(self) -> torch.device:
         return self.pipe.device
+
+    @property
+    def frame_conditioning(self) -> bool:
+        """Whether the model takes given frames (image-to-video, extension)."""
+        return bool(self.pipe.model.config.frame_conditioning)
 
     def to(self, device, dtype: Optional[torch.dtype] = None) -> "LatteBaseStage":
         """Move the Latte model, its autoencoder and text encoder; ``dtype`` (half only on CUDA) applies to the
@@ -495,14 +505,19 @@ class LatteBaseStage:
     def generate(self, settings: StageSettings, generator: torch.Generator, frames: Optional[int] = None,
                  height: Optional[int] = None, width: Optional[int] = None, progress: bool = False,
                  callback: Optional[StepCallback] = None, window: Optional[int] = None,
-                 window_stride: Optional[int] = None) -> torch.Tensor:
+                 window_stride: Optional[int] = None, image: Optional[Given] = None, extend: Optional[Given] = None,
+                 context_frames: Optional[int] = None) -> tuple[torch.Tensor, dict]:
+        """The base video ``(1, 3, F, H, W)`` in [−1, 1] and what the stage's record adds (``temporal_window``,
+        ``given_frames``). ``image`` / ``extend`` / ``context_frames``: image-to-video and extension, as
+        :class:`LattePipeline` takes them (its errors: e.g. a model without frame conditioning)."""
         if settings.negative_prompt:
             raise ValueError("a Latte base stage guides with the empty prompt; a negative prompt is not supported")
         out = self.pipe(prompts=[settings.prompt], seeds=[settings.seed], sampler=settings.sampler,
                         steps=settings.steps, cfg_scale=settings.cfg_scale, frames=frames, height=height, width=width,
                         output_type="tensor", progress=progress, callback=callback, window=window,
-                        window_stride=window_stride)
-        return out.videos.float()
+                        window_stride=window_stride, image=image, extend=extend, context_frames=context_frames)
+        record = out.records[0]
+        return out.videos.float(), {k: record[k] for k in ("temporal_window", "given_frames") if k in record}
 
 
 # ---------------------------------------------------------------------------------------------- the cascade
@@ -658,6 +673,29 @@ class CascadePipeline:
             scheduler_options_for(merged.sampler, merged.timestep_offset)  # validates the combination
         return merged
 
+    @property
+    def frame_conditioning(self) -> bool:
+        """Whether the base stage takes given frames (``image`` / ``extend`` of :meth:`run`): a Latte model
+        trained with ``model.frame_conditioning``."""
+        base = self.stages["base"]
+        return isinstance(base, LatteBaseStage) and base.frame_conditioning
+
+    def check_given(self, stages: Sequence[str], names: Sequence[str]) -> None:
+        """Refuse given frames (``names`` of image / extend / context_frames) that no stage can take: they
+        condition the base stage, which must be a Latte model (a LaVie base U-Net has no frame conditioning; a
+        Latte model without it is refused by :class:`LattePipeline`, naming ``model.frame_conditioning``)."""
+        if not names:
+            return
+        what = " / ".join(names)
+        if "base" not in stages:
+            raise ValueError(f"{what}: given frames condition the base stage, and stages {','.join(stages)} start "
+                             "from the input video instead; run the base stage (without input)")
+        if not isinstance(self.stages["base"], LatteBaseStage):
+            raise ValueError(f"{what}: the base stage is a LaVie U-Net, which has no frame conditioning (it cannot "
+                             "be given a first frame or a video to continue); use a Latte text-to-video model "
+                             "trained with model.frame_conditioning: true as the base (LatteBaseStage, "
+                             "--base-latte)")
+
     def _place(self, stage_obj, active: bool) -> None:
         if self.offload:
             stage_obj.to(self.device if active else "cpu", self.dtype)
@@ -671,7 +709,8 @@ class CascadePipeline:
                  vsr_chunk: int = 8, vsr_overlap: int = 0, noise_level: int = 50, input_fps: float = 8.0,
                  progress: bool = True, workdir: Optional[PathLike] = None,
                  callback: Optional[Callable[[str, int, int], None]] = None, window: Optional[int] = None,
-                 window_stride: Optional[int] = None) -> CascadeOutput:
+                 window_stride: Optional[int] = None, image: Optional[Given] = None, extend: Optional[Given] = None,
+                 context_frames: Optional[int] = None) -> CascadeOutput:
         """Run the cascade for one prompt.
 
         Args:
@@ -694,12 +733,19 @@ class CascadePipeline:
             window / window_stride: base videos longer than the base model's trained length are sampled with
                 sliding temporal windows (default: the trained length, half of it; 0: off), before interpolation
                 and super-resolution; recorded in the base stage's record as ``temporal_window``.
+            image / extend / context_frames: a Latte base stage trained with frame conditioning
+                (:class:`LatteBaseStage`) makes image-to-video (``image``: the first frame, a path or uint8
+                ``(H, W, 3)``) or continues a video (``extend``: a path or uint8 ``(F, H, W, 3)``; ``frames`` is
+                the total length), before interpolation and super-resolution; as :class:`LattePipeline`.
+                Recorded in the base stage's record as ``given_frames``.
         """
         stages = resolve_stages(stages, input is not None)
         missing = [s for s in stages if self.stages[s] is None]
         if missing:
             raise ValueError(f"this cascade has no {', '.join(missing)} stage (built with "
                              f"{', '.join(s for s, v in self.stages.items() if v is not None) or 'none'})")
+        given = {"image": image, "extend": extend, "context_frames": context_frames}
+        self.check_given(stages, [name for name, value in given.items() if value is not None])
         settings = dict(settings or {})
         video, fps, name_prompt = None, STAGE_FPS["base"], None
         if input is not None:
@@ -735,10 +781,10 @@ class CascadePipeline:
                 self._place(obj, True)
                 if stage == "base":
                     size = [v if v is not None else d for v, d in zip((frames, height, width), obj.default_size)]
-                    video = obj.generate(s, generator, *size, progress=progress, callback=step, window=window,
-                                         window_stride=window_stride)
+                    given_kwargs = {k: v for k, v in given.items() if v is not None}  # Latte base stages only
+                    video, base_record = obj.generate(s, generator, *size, progress=progress, callback=step,
+                                                      window=window, window_stride=window_stride, **given_kwargs)
                     fps = STAGE_FPS["base"]
-                    windows = resolve_windows(video.shape[2], obj.trained_frames, window, window_stride)
                 elif stage == "interp":
                     video = obj.interpolate(video.clamp(-1, 1), s, generator, interp_factor, progress, step)
                     fps = STAGE_FPS["interp"]
@@ -752,8 +798,8 @@ class CascadePipeline:
                 info = {"stage": stage, **{k2: v for k2, v in asdict(s).items()}, "fps": fps,
                         "frames": int(video.shape[2]), "height": int(video.shape[3]), "width": int(video.shape[4]),
                         "seconds": round(time.perf_counter() - start, 3), "model": obj.describe()}
-                if stage == "base" and windows is not None:
-                    info["temporal_window"] = windows.record()
+                if stage == "base":
+                    info.update(base_record)  # temporal_window, given_frames
                 if stage == "interp":
                     info["interp_factor"] = interp_factor
                 if stage == "vsr":

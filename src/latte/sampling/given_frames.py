@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from latte.data.transforms import center_crop_resize, normalize, to_float_video
-from latte.data.video_io import VideoReadError, read_all_frames, read_image
+from latte.data.video_io import VideoReadError, probe_video, read_all_frames, read_image
 from latte.io import InputError
 
 __all__ = ["read_given", "pixels_to_model_space", "extend_clips", "given_record", "count_clips"]
@@ -26,9 +26,13 @@ ClipSampler = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 Given = Union[str, Path, np.ndarray]
 
 
-def read_given(value: Given, kind: str) -> tuple[np.ndarray, str | None]:
+def read_given(value: Given, kind: str, max_frames: int | None = None,
+               max_pixels: int | None = None) -> tuple[np.ndarray, str | None]:
     """An image (``kind='image'``) or video (``'extend'``) from a path or a uint8 array → uint8 ``(F, H, W, 3)``
-    (one frame for an image) and the source path (None for arrays). Errors name the option and the file."""
+    (one frame for an image) and the source path (None for arrays). Errors name the option and the file.
+
+    ``max_frames`` / ``max_pixels`` (per frame) bound what is accepted (a server taking uploads): a video file is
+    checked from its header before it is decoded."""
     if isinstance(value, np.ndarray):
         frames = value[None] if value.ndim == 3 else value
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -36,17 +40,33 @@ def read_given(value: Given, kind: str) -> tuple[np.ndarray, str | None]:
                              f"{tuple(value.shape)}")
         if kind == "image" and frames.shape[0] != 1:
             raise ValueError(f"image: expected one frame (H, W, 3), got {frames.shape[0]} frames")
+        _check_size(f"{kind}:", len(frames), frames.shape[2], frames.shape[1], max_frames, max_pixels)
         return frames, None
     path = Path(value)
     if path.is_dir():
         raise InputError(f"--{kind} {path}: is a folder, expected an {'image' if kind == 'image' else 'video'} file")
     try:
-        frames = read_image(path)[None] if kind == "image" else read_all_frames(path)
+        if kind == "image":
+            frames = read_image(path)[None]
+        else:
+            if max_frames is not None or max_pixels is not None:
+                info = probe_video(path)
+                _check_size(f"--{kind} {path}:", info.num_frames, info.width, info.height, max_frames, max_pixels)
+            frames = read_all_frames(path)
     except VideoReadError as e:
         what = "an image (png, jpg, ...)" if kind == "image" else "a video (mp4, ...)"
         raise InputError(f"--{kind} {path}: cannot be read as {what}: {e.reason}"
                          + (f" ({e.detail})" if e.detail else "")) from None
+    _check_size(f"--{kind} {path}:", len(frames), frames.shape[2], frames.shape[1], max_frames, max_pixels)
     return frames, str(path)
+
+
+def _check_size(what: str, frames: int, width: int, height: int, max_frames: int | None,
+                max_pixels: int | None) -> None:
+    if max_frames is not None and frames > max_frames:
+        raise InputError(f"{what} {frames} frames, at most {max_frames} are accepted")
+    if max_pixels is not None and width * height > max_pixels:
+        raise InputError(f"{what} {width}x{height} px, at most {max_pixels} pixels per frame are accepted")
 
 
 def pixels_to_model_space(frames: np.ndarray, height: int, width: int, kind: str) -> torch.Tensor:
