@@ -64,3 +64,19 @@ def test_recipe_adapter_is_at_most_five_percent_of_the_model_file(tmp_path):
     # the recipe is the quickstart model with one-frame clips: same parameters, so its adapter applies there
     quick = load_run_config(SHIPPED_CONFIGS / "quickstart" / "latte.yaml", ["autoencoder.path=vae"]).model
     assert LatteConfig(**{**vars(quick), "num_frames": 1}) == config.model
+    # ... and encodes captions / reads outputs as the quickstart model does (train.init_from checks this)
+    quick_run = load_run_config(SHIPPED_CONFIGS / "quickstart" / "latte.yaml", ["autoencoder.path=vae"])
+    assert config.text_encoder == quick_run.text_encoder
+    assert config.diffusion.prediction_type == quick_run.diffusion.prediction_type
+
+
+def test_init_from_a_run_with_other_caption_features_is_refused(tmp_path):
+    base = tiny_config(tmp_path / "base", max_steps=1)
+    base["model"].update(conditioning="class", num_classes=3)
+    base_result = train(build(base), dataset=tiny_dataset(classes=3))
+    data = tiny_config(tmp_path / "ft", max_steps=1, init_from=str(base_result.last_checkpoint.parent.parent))
+    data["model"].update(conditioning="class", num_classes=3)
+    data["diffusion"] = {**data.get("diffusion", {}), "prediction_type": "sample"}
+    with pytest.raises(ConfigError, match=r"train.init_from .*diffusion.prediction_type: '(epsilon|v_prediction)' "
+                                          r"there, 'sample' here"):
+        Trainer(build(data), dataset=tiny_dataset(classes=3))

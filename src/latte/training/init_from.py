@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from latte.config import ConfigError
 from latte.io import WEIGHT_FILE_NAMES, WeightsError, read_state_dict
 from latte.training.checkpoint import resolve_checkpoint
 
@@ -73,6 +74,39 @@ def read_init_weights(path: str | Path) -> dict[str, torch.Tensor]:
             key = key.removeprefix(prefix)
         out[key] = value
     return out
+
+
+# what a model's weights mean, beyond their shapes: a run initialised from another must encode captions and read
+# its outputs the same way (dotted keys of the run config)
+MEANING_KEYS = ("diffusion.prediction_type", "diffusion.noise_schedule", "text_encoder.kind", "text_encoder.path",
+                "text_encoder.max_length", "text_encoder.hidden_layer")
+
+
+def check_init_meaning(path: str | Path, config: dict) -> None:
+    """``train.init_from`` a run or checkpoint directory of this project: its saved ``run_config.yaml`` must agree
+    with ``config`` (plain data) on :data:`MEANING_KEYS` — e.g. a model trained on MiniLM's token embeddings
+    (``text_encoder.hidden_layer: 0``) fine-tuned with the last layer's features would start from captions it
+    never saw. Other sources (weights files, diffusers folders, released checkpoints) are not checked."""
+    import yaml
+
+    try:
+        saved_file = resolve_checkpoint(path) / "run_config.yaml"
+    except FileNotFoundError:
+        return
+    if not saved_file.is_file():
+        return
+    saved = yaml.safe_load(saved_file.read_text()) or {}
+
+    def get(data: dict, dotted: str):
+        section, key = dotted.split(".")
+        return (data.get(section) or {}).get(key)
+
+    differ = [(k, get(saved, k), get(config, k)) for k in MEANING_KEYS
+              if get(saved, k) is not None and get(saved, k) != get(config, k)]
+    if differ:
+        listed = "; ".join(f"{k}: {a!r} there, {b!r} here" for k, a, b in differ)
+        raise ConfigError(f"train.init_from {path}: that run was trained with other settings than this config "
+                          f"({listed}); set them as the run has them ({saved_file})")
 
 
 def _from_official_t2v(state: dict, source: str) -> tuple[dict, list[str]]:

@@ -92,8 +92,9 @@ class LatteTask(TaskBase):
         model = Latte(self.config.model)
         tc = self.config.train
         if tc.init_from and not resuming:
-            from latte.training.init_from import init_model_from
+            from latte.training.init_from import check_init_meaning, init_model_from
 
+            check_init_meaning(tc.init_from, to_dict(self.config))
             self.messages.append(init_model_from(model, tc.init_from, tc.init_temporal_from_spatial).summary())
         return model
 
