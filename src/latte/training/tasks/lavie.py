@@ -137,6 +137,9 @@ class LavieRunConfig:
 
     def validate(self) -> None:
         lv, unet, d = self.lavie, self.unet, self.diffusion
+        if lv.stage == "vsr" and d.prediction_type == "epsilon":
+            raise ConfigError("diffusion.prediction_type: the vsr stage predicts v (LaVie's) or x0; set v_prediction "
+                              "(or sample, e.g. with lavie.residual; an ε-predicting tiny VSR samples noise)")
         if d.timestep_respacing:
             raise ConfigError("diffusion.timestep_respacing: LaVie stages train on all diffusion steps; remove it")
         latent = unet.out_channels
