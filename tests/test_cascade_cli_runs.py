@@ -208,7 +208,7 @@ def test_cli_given_frames_errors_name_the_flag(runs, tmp_path, capsys):
     err = error("--prompt", "a", "--stages", "base", "--lavie-dir", tmp_path, "--context-frames", 2)
     assert "--context-frames: the base stage is a LaVie U-Net (--lavie-dir / --base-unet)" in err
     err = error("--stages", "interp", "--input", clip, "--interp-run", runs["interp"][0], "--extend", clip)
-    assert "--extend: given frames condition the base stage, and --stages interp starts from --input" in err
+    assert "--extend: given frames condition the base stage, and stages interp start from the input video" in err
     fc = write_text_run(tmp_path / "fc", frame_conditioning=True)
     err = error("--prompt", "a", "--stages", "base", "--base-latte", fc, "--image", image, "--extend", clip)
     assert "--image and --extend: give one" in err

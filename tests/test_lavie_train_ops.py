@@ -107,7 +107,8 @@ def test_validation_videos_equal_the_cascade_pipeline_of_the_checkpoint(tmp_path
         options = {"base": dict(frames=4, height=8, width=8, window=0),
                    "interp": dict(input=clip[:, :, ::2], interp_factor=2),
                    "vsr": dict(input=downsample(clip, 2), vsr_chunk=4, noise_level=20)}[stage]
-        sampled.append(pipe.run(prompts[k], stages=[stage], seed=seed, settings=settings, progress=False, **options).video)
+        out = pipe.run(prompts[k], stages=[stage], seed=seed, settings=settings, progress=False, **options)
+        sampled.append(out.video)
     sampled = np.stack(sampled)
     assert sampled.shape == (2, 5 if stage == "interp" else 4, 16 if stage == "vsr" else 8,
                              16 if stage == "vsr" else 8, 3)

@@ -148,15 +148,10 @@ def _check_given_frames(args, stages: tuple[str, ...]) -> None:
              if getattr(args, name) is not None]
     if not flags:
         return
-    what = " / ".join(flags)
-    if "base" not in stages:
-        raise ValueError(f"{what}: given frames condition the base stage, and --stages {','.join(stages)} starts "
-                         "from --input instead; run the base stage")
-    if not args.base_latte:
-        source = "--base-run" if args.base_run else "--lavie-dir / --base-unet"
-        raise ValueError(f"{what}: the base stage is a LaVie U-Net ({source}), which has no frame conditioning; "
-                         "image-to-video and extension need a Latte text-to-video model trained with "
-                         "model.frame_conditioning: true as the base (--base-latte RUN)")
+    from latte.sampling.cascade import check_given_frames
+
+    source = "--base-run" if args.base_run else "--lavie-dir / --base-unet"
+    check_given_frames(flags, stages, bool(args.base_latte), f"a LaVie U-Net ({source})", "--base-latte RUN")
     check_given_frame_arguments(args)
 
 

@@ -239,7 +239,8 @@ class GaussianDiffusion:
                         noise=None, given_mask: Optional[torch.Tensor] = None) -> dict:
         """Per-sample ``loss = mse + vb`` (``vb`` only with a learned variance; mean stop-gradient), as official.
 
-        ``mse`` is against the noise (epsilon), the velocity ``v`` (v_prediction) or ``x_0`` (sample). ``given_mask (B, F)`` bool
+        ``mse`` is against the noise (epsilon), the velocity ``v`` (v_prediction) or ``x_0`` (sample).
+        ``given_mask (B, F)`` bool
         (frame conditioning): those frames of ``x_t`` are the clean ``x_start`` frames and the losses average
         over the other frames only (:mod:`latte.diffusion.given_frames`)."""
         noise = torch.randn_like(x_start) if noise is None else noise

@@ -10,15 +10,16 @@ Stages run in the order base, interp, vsr; any subset in that order works (the f
 base+interp; base+vsr; base+interp+vsr), and a cascade without base starts from a given video (``input=``).
 The base stage is a LaVie base U-Net (:class:`LavieStage`) or any text-to-video Latte model
 (:class:`LatteBaseStage`); a Latte model trained with frame conditioning also makes image-to-video and extensions
-of a video (``run(..., image=, extend=)``), which the later stages interpolate and upscale. Each stage has its own prompt, negative prompt, guidance, steps and sampler
-(:class:`StageSettings`; unset fields take the official per-stage defaults, :data:`STAGE_DEFAULTS`).
+of a video (``run(..., image=, extend=)``), which the later stages interpolate and upscale. Each stage has its
+own prompt, negative prompt, guidance, steps and sampler (:class:`StageSettings`; unset fields take the official
+per-stage defaults, :data:`STAGE_DEFAULTS`).
 
 Behaviour (``spec_lavie.md`` §7–8):
 
 * base: ε-prediction, DDPM 50 steps (timesteps 980…0), guidance 7.5, rows ``[negative, prompt]``;
 * interp: conditioning latents of the input frames (VAE posterior samples), output frame ``j`` conditioned on
-  the nearest input frame (official ``⌊(j+1)/4⌋`` for k = 4) (``n → k(n−1)+1`` frames, k = 4: 16 → 61), the official respaced DDIM-50 (eta 0),
-  guidance 4, rows ``[prompt, "None"]``;
+  the nearest input frame (official ``⌊(j+1)/4⌋`` for k = 4) (``n → k(n−1)+1`` frames, k = 4: 16 → 61), the
+  official respaced DDIM-50 (eta 0), guidance 4, rows ``[prompt, "None"]``;
 * vsr: v-prediction DDIM 50 (981…1, last step to ᾱ₀), guidance 5, negative ``"blur, worst quality"``, the
   low-res frames noised once per chunk at noise level 50 with the scaled-linear schedule, chunks of 8 frames
   (each an independent pipeline call; one generator runs through all), optionally overlapping and blended.
@@ -547,6 +548,23 @@ def resolve_stages(stages: Sequence[str], has_input: bool) -> tuple[str, ...]:
     return stages
 
 
+def check_given_frames(names: Sequence[str], stages: Sequence[str], latte_base: bool,
+                       base_what: str = "a LaVie U-Net", remedy: str = "LatteBaseStage, --base-latte") -> None:
+    """Given frames (``names``: image / extend / context_frames) condition the base stage, which must run and be a
+    Latte model (``latte_base``; a LaVie base U-Net, ``base_what``, has no frame conditioning; a Latte model
+    without it is refused by :class:`LattePipeline`, naming ``model.frame_conditioning``)."""
+    if not names:
+        return
+    what = " / ".join(names)
+    if "base" not in stages:
+        raise ValueError(f"{what}: given frames condition the base stage, and stages {','.join(stages)} start "
+                         "from the input video instead; run the base stage (without input)")
+    if not latte_base:
+        raise ValueError(f"{what}: the base stage is {base_what}, which has no frame conditioning (it cannot be "
+                         "given a first frame or a video to continue); use a Latte text-to-video model trained "
+                         f"with model.frame_conditioning: true as the base ({remedy})")
+
+
 class CascadePipeline:
     """Base → interp → vsr (any subset, in that order). Build from stage objects or :meth:`from_lavie_dir`.
 
@@ -681,20 +699,9 @@ class CascadePipeline:
         return isinstance(base, LatteBaseStage) and base.frame_conditioning
 
     def check_given(self, stages: Sequence[str], names: Sequence[str]) -> None:
-        """Refuse given frames (``names`` of image / extend / context_frames) that no stage can take: they
-        condition the base stage, which must be a Latte model (a LaVie base U-Net has no frame conditioning; a
-        Latte model without it is refused by :class:`LattePipeline`, naming ``model.frame_conditioning``)."""
-        if not names:
-            return
-        what = " / ".join(names)
-        if "base" not in stages:
-            raise ValueError(f"{what}: given frames condition the base stage, and stages {','.join(stages)} start "
-                             "from the input video instead; run the base stage (without input)")
-        if not isinstance(self.stages["base"], LatteBaseStage):
-            raise ValueError(f"{what}: the base stage is a LaVie U-Net, which has no frame conditioning (it cannot "
-                             "be given a first frame or a video to continue); use a Latte text-to-video model "
-                             "trained with model.frame_conditioning: true as the base (LatteBaseStage, "
-                             "--base-latte)")
+        """Refuse given frames (``names`` of image / extend / context_frames) that no stage can take
+        (:func:`check_given_frames`)."""
+        check_given_frames(names, stages, isinstance(self.stages.get("base"), LatteBaseStage))
 
     def _place(self, stage_obj, active: bool) -> None:
         if self.offload:

@@ -372,7 +372,8 @@ class LavieTask(LatteTask):
         up = bicubic_upsample(low_res, self.config.lavie.scale_factor)
         latents = []
         for i, key in enumerate(keys):
-            posterior = torch.Generator(device=self.device).manual_seed(mix_seed(ctx.seed, ctx.step, key, _DRAW_BASELINE))
+            seed = mix_seed(ctx.seed, ctx.step, key, _DRAW_BASELINE)
+            posterior = torch.Generator(device=self.device).manual_seed(seed)
             with torch.no_grad():
                 latents.append(self.autoencoder.encode(up[i:i + 1], generator=posterior).float())
         return torch.cat(latents)
