@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from latte.config import ConfigError
-from latte.io import WEIGHT_FILE_NAMES, WeightsError, read_state_dict
+from latte.io import WEIGHT_FILE_NAMES, WeightsError, load_yaml_mapping, read_state_dict
 from latte.training.checkpoint import resolve_checkpoint
 
 __all__ = ["InitReport", "read_init_weights", "init_model_from"]
@@ -87,15 +87,13 @@ def check_init_meaning(path: str | Path, config: dict) -> None:
     with ``config`` (plain data) on :data:`MEANING_KEYS` — e.g. a model trained on MiniLM's token embeddings
     (``text_encoder.hidden_layer: 0``) fine-tuned with the last layer's features would start from captions it
     never saw. Other sources (weights files, diffusers folders, released checkpoints) are not checked."""
-    import yaml
-
     try:
         saved_file = resolve_checkpoint(path) / "run_config.yaml"
     except FileNotFoundError:
         return
     if not saved_file.is_file():
         return
-    saved = yaml.safe_load(saved_file.read_text()) or {}
+    saved = load_yaml_mapping(saved_file, "run config")
 
     def get(data: dict, dotted: str):
         section, key = dotted.split(".")
