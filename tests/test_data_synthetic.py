@@ -105,3 +105,43 @@ def test_partial_captions_leave_out_one_attribute_word_in_the_train_split_only()
         assert all(other.caption(i) == caption_for(other.attributes(i)) for i in range(8))
     with pytest.raises(Exception, match="partial_captions"):
         from_dict(DataConfig, {**cfg, "synthetic": {"partial_captions": 1.5}})
+
+
+def _centroid_x(frame: np.ndarray) -> float:
+    ink = frame.astype(np.float64).sum(-1)
+    return float((ink.sum(0) * np.arange(frame.shape[1])).sum() / ink.sum())
+
+
+def test_wrap_motion_crosses_the_edge_and_goes_on_past_the_clip():
+    attrs = {"shape": "square", "color": "red", "direction": "right", "speed": "fast"}
+    bounded = render_clip(attrs, 8, 32, seed=3, object_scale=0.4)
+    with pytest.raises(ValueError, match="wrap"):
+        render_clip(attrs, 8, 32, seed=3, object_scale=0.4, frames=range(12))
+    wrap = render_clip(attrs, 8, 32, seed=3, object_scale=0.4, frames=range(40), motion="wrap")
+    assert wrap.shape == (40, 32, 32, 3)
+    # the same amount of ink in every frame (nothing leaves the torus), the same speed as bounded clips
+    ink = wrap.astype(np.float64).sum(axis=(1, 2, 3))
+    assert np.allclose(ink, ink[0], rtol=0.05)  # edge anti-aliasing varies with the sub-pixel position
+    step = np.diff([_centroid_x(f) for f in bounded]).mean()
+    crossings = 0
+    for a, b in zip(wrap[:-1], wrap[1:]):
+        shift = (_centroid_x(b) - _centroid_x(a))
+        crossings += shift < 0  # the centroid jumps back while the object straddles the edge
+    assert 2 <= crossings <= 20  # 40 frames at ~2 px per frame cross a 32 px frame about twice
+    # a torus along x: frame t+n is frame t rolled right by the distance travelled in n frames (mod 32)
+    profile = wrap.astype(np.float64).sum(axis=(1, 3))  # (T, W) ink per column
+    for n in (5, 17, 30):
+        lag = int(np.argmax([np.dot(np.roll(profile[0], k), profile[n]) for k in range(32)]))
+        assert abs((lag - step * n + 16) % 32 - 16) <= 1, (n, lag, step * n)
+    # the object straddles both edges at some frame
+    assert any(f[:, 0].any() and f[:, -1].any() for f in wrap)
+    with pytest.raises(ValueError, match="motion"):
+        render_clip(attrs, 8, 32, motion="bounce")
+
+
+def test_wrap_motion_from_the_config():
+    cfg = from_dict(DataConfig, {"kind": "synthetic", "num_frames": 8, "image_size": 32,
+                                 "synthetic": {"motion": "wrap", "num_videos": 4}})
+    assert cfg.synthetic.spec().motion == "wrap"
+    with pytest.raises(Exception, match="motion"):
+        from_dict(DataConfig, {"kind": "synthetic", "synthetic": {"motion": "bounce"}})

@@ -41,6 +41,10 @@ class SyntheticConfig:
         0.0, "share of train-split clips captioned without their colour or their object word (half each: 'a circle "
              "moving left', 'a red shape moving left'), so each attribute word is learned on its own "
              "(attribute-wise caption augmentation); 0 = always the full caption", min=0, max=1)
+    motion: Literal["bounded", "wrap"] = option(
+        "bounded", "bounded: the object's path stays inside the frame; wrap: it leaves one edge and re-enters at the "
+                   "opposite one at the same speed (training data for continuing motion past a clip, e.g. "
+                   "frame-conditioned extension to longer videos)")
     frame_rate: int = option(
         1, "render the motion of a base_frames-frame clip at this many times its frame rate; each item is "
            "data.num_frames consecutive frames of it starting at a base frame (interpolation training pairs whose "
@@ -66,7 +70,8 @@ class SyntheticConfig:
         return SyntheticSpec(pattern=self.pattern, shapes=tuple(self.shapes), digits=tuple(self.digits),
                              colors=tuple(self.colors), directions=tuple(self.directions),
                              speeds=tuple(self.speeds), heldout=tuple(self.heldout), background=self.background,
-                             object_scale=self.object_scale, partial_captions=self.partial_captions)
+                             object_scale=self.object_scale, partial_captions=self.partial_captions,
+                             motion=self.motion)
 
 
 @dataclass

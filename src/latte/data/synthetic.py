@@ -31,7 +31,7 @@ from typing import Literal, Optional, Sequence, Union
 import numpy as np
 import torch
 
-__all__ = ["VOCAB", "COLORS", "SyntheticSpec", "SyntheticDataset", "render_clip", "sample_attributes",
+__all__ = ["VOCAB", "COLORS", "MOTIONS", "SyntheticSpec", "SyntheticDataset", "render_clip", "sample_attributes",
            "caption_for", "partial_caption", "export_synthetic", "shape_coverage"]
 
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -44,6 +44,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "white": (250, 250, 250),
 }
 BACKGROUNDS = ("black", "gray", "noise")
+MOTIONS = ("bounded", "wrap")
 VOCAB: dict[str, tuple[str, ...]] = {
     "shape": ("circle", "square", "triangle", "ring", "cross"),
     "digit": tuple("0123456789"),
@@ -116,7 +117,7 @@ def shape_coverage(kind: str, value: str, xs: np.ndarray, ys: np.ndarray, cx: fl
 
 def render_clip(attrs: dict, num_frames: int = 16, size: Union[int, Sequence[int]] = 32, seed: int = 0,
                 background: str = "black", object_scale: float = 0.45, frame_rate: int = 1,
-                upscale: int = 1, frames: Optional[Sequence[int]] = None) -> np.ndarray:
+                upscale: int = 1, frames: Optional[Sequence[int]] = None, motion: str = "bounded") -> np.ndarray:
     """Draw one clip: uint8 ``(frame_rate·(num_frames−1)+1, size·upscale, size·upscale, 3)`` (only the output
     frames listed in ``frames``, in that order, when given); ``size`` may be ``(height, width)`` for non-square
     frames.
@@ -132,6 +133,11 @@ def render_clip(attrs: dict, num_frames: int = 16, size: Union[int, Sequence[int
     - ``upscale`` s: the same scene on an s times finer pixel grid (object positions and sizes are those of the
       ``size`` clip; the noise background is the ``size`` one with every pixel repeated s×s), so an s×s area
       average of the result is the ``size`` clip up to the rounding of the edge pixels (super-resolution target).
+
+    ``motion``: ``bounded`` (the path stays inside the frame) or ``wrap`` (the frame is a torus along the
+    direction of motion: the object leaves one edge and re-enters at the opposite one, drawn on both sides while it
+    crosses, with the same speed; the motion goes on past the clip, so ``frames`` may list indices beyond it —
+    ground truth for videos longer than the clips a model was trained on).
     """
     if ("shape" in attrs) == ("digit" in attrs):
         raise ValueError(f"attributes need exactly one of 'shape' or 'digit', got {attrs}")
@@ -140,6 +146,8 @@ def render_clip(attrs: dict, num_frames: int = 16, size: Union[int, Sequence[int
             raise ValueError(f"attribute {key}={attrs.get(key)!r} is not one of {', '.join(VOCAB[key])}")
     if background not in BACKGROUNDS:
         raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, got {background!r}")
+    if motion not in MOTIONS:
+        raise ValueError(f"motion must be one of {', '.join(MOTIONS)}, got {motion!r}")
     if frame_rate < 1 or upscale < 1:
         raise ValueError(f"frame_rate and upscale must be integers >= 1, got {frame_rate} and {upscale}")
     rng = np.random.default_rng(seed)
@@ -150,9 +158,10 @@ def render_clip(attrs: dict, num_frames: int = 16, size: Union[int, Sequence[int
     dx, dy = _DIRECTION_VECTORS[attrs["direction"]]
     free_along, free_across = (free_x, free_y) if dx else (free_y, free_x)
     travel = _SPEED_TRAVEL[attrs["speed"]] * free_along
-    # start so the whole path stays inside the frame; the perpendicular coordinate is free
-    along = rng.uniform(0, free_along - travel)
+    # bounded: start so the whole path stays inside the frame; the perpendicular coordinate is free
+    along = rng.uniform(0, free_along - travel) if motion == "bounded" else rng.uniform(0, free_along)
     across = rng.uniform(0, free_across)
+    period = (width if dx else height) if motion == "wrap" else None  # wrap: the centre's period along the motion
     if dx:
         x0 = r + (along if dx > 0 else free_along - along)
         y0 = r + across
@@ -175,13 +184,20 @@ def render_clip(attrs: dict, num_frames: int = 16, size: Union[int, Sequence[int
     color = np.array(COLORS[attrs["color"]], dtype=np.float32)
     num_out = frame_rate * (num_frames - 1) + 1 if num_frames > 0 else 0
     times = list(range(num_out)) if frames is None else [int(t) for t in frames]
-    if any(not 0 <= t < num_out for t in times):
-        raise ValueError(f"frames {times}: a clip of {num_out} frames has indices 0..{num_out - 1}")
+    if any(t < 0 or (t >= num_out and motion == "bounded") for t in times):
+        raise ValueError(f"frames {times}: a clip of {num_out} frames has indices 0..{num_out - 1} (motion "
+                         f"'wrap' continues past the clip)")
     out = np.empty((len(times), out_h, out_w, 3), dtype=np.uint8)
     for i, t in enumerate(times):
         progress = t / (frame_rate * max(1, num_frames - 1))
         cx, cy = x0 + dx * travel * progress, y0 + dy * travel * progress
-        ink = shape_coverage(kind, value, xs, ys, cx, cy, r).astype(np.float32)
+        if period is None:
+            ink = shape_coverage(kind, value, xs, ys, cx, cy, r)
+        else:  # the copies one period before and after cover the part that has crossed an edge
+            cx, cy = (cx % period, cy) if dx else (cx, cy % period)
+            ink = np.maximum.reduce([shape_coverage(kind, value, xs, ys, cx + k * period * abs(dx),
+                                                    cy + k * period * abs(dy), r) for k in (-1, 0, 1)])
+        ink = ink.astype(np.float32)
         alpha = ink.reshape(out_h, s, out_w, s).mean(axis=(1, 3))[..., None]
         out[i] = np.clip(canvas * (1 - alpha) + color * alpha + 0.5, 0, 255).astype(np.uint8)
     return out
@@ -201,6 +217,7 @@ class SyntheticSpec:
     background: str = "black"
     object_scale: float = 0.45
     partial_captions: float = 0.0  # share of train-split items captioned without their colour or object word
+    motion: str = "bounded"  # bounded | wrap (see render_clip)
 
     def __post_init__(self):
         for key, values in (("shape", self.shapes), ("digit", self.digits), ("color", self.colors),
@@ -209,6 +226,8 @@ class SyntheticSpec:
             if bad or not values:
                 raise ValueError(f"synthetic {key}s: {bad or 'empty list'} not in the vocabulary "
                                  f"({', '.join(VOCAB[key])})")
+        if self.motion not in MOTIONS:
+            raise ValueError(f"synthetic motion must be one of {', '.join(MOTIONS)}, got {self.motion!r}")
         words = set().union(*VOCAB.values())
         for phrase in self.heldout:
             unknown = [w for w in phrase.split() if w not in words]
@@ -283,7 +302,7 @@ class SyntheticDataset(torch.utils.data.Dataset):
         with ``frame_rate·(F−1)+1`` frames of ``S·upscale`` pixels (see :func:`render_clip`)."""
         _, attrs, render_seed = sample_attributes(self.spec, self.combos, self.seed, index)
         return render_clip(attrs, self.num_frames, self.size, render_seed, self.spec.background,
-                           self.spec.object_scale, frame_rate=frame_rate, upscale=upscale)
+                           self.spec.object_scale, frame_rate=frame_rate, upscale=upscale, motion=self.spec.motion)
 
     def item_frames(self, index: int) -> np.ndarray:
         """uint8 frames of item ``index``: the clip (``frame_rate`` 1, no ``window``), or ``window`` consecutive
@@ -298,7 +317,8 @@ class SyntheticDataset(torch.utils.data.Dataset):
         start = self.frame_rate * int(np.random.default_rng([self.seed, 2, index]).integers(starts))
         _, attrs, render_seed = sample_attributes(self.spec, self.combos, self.seed, index)
         return render_clip(attrs, self.num_frames, self.size, render_seed, self.spec.background,
-                           self.spec.object_scale, frame_rate=self.frame_rate, frames=range(start, start + window))
+                           self.spec.object_scale, frame_rate=self.frame_rate, frames=range(start, start + window),
+                           motion=self.spec.motion)
 
     def _item(self, index: int, frames: np.ndarray, key: str) -> dict:
         class_id, attrs, _ = sample_attributes(self.spec, self.combos, self.seed, index)
