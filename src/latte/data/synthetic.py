@@ -115,6 +115,22 @@ def shape_coverage(kind: str, value: str, xs: np.ndarray, ys: np.ndarray, cx: fl
     raise ValueError(f"unknown shape {value!r}; known: {', '.join(VOCAB['shape'])}")
 
 
+def _add_coverage(alpha: np.ndarray, kind: str, value: str, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float,
+                  r: float, upscale: int) -> None:
+    """Add to ``alpha`` (out_h, out_w) the ink coverage of the object centred at ``(cx, cy)``: the mean of
+    :func:`shape_coverage` over each output pixel's sub-samples ``(xs, ys)``, evaluated only on the pixels of the
+    object's box (every shape lies within ``r`` of its centre)."""
+    out_h, out_w = alpha.shape
+    s = xs.shape[1] // out_w
+    x0, x1 = max(0, int(np.floor((cx - r) * upscale))), min(out_w, int(np.ceil((cx + r) * upscale)) + 1)
+    y0, y1 = max(0, int(np.floor((cy - r) * upscale))), min(out_h, int(np.ceil((cy + r) * upscale)) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return
+    window = np.s_[y0 * s:y1 * s, x0 * s:x1 * s]
+    ink = shape_coverage(kind, value, xs[window], ys[window], cx, cy, r).astype(np.float32)
+    alpha[y0:y1, x0:x1] += ink.reshape(y1 - y0, s, x1 - x0, s).mean(axis=(1, 3))
+
+
 def render_clip(attrs: dict, num_frames: int = 16, size: Union[int, Sequence[int]] = 32, seed: int = 0,
                 background: str = "black", object_scale: float = 0.45, frame_rate: int = 1,
                 upscale: int = 1, frames: Optional[Sequence[int]] = None, motion: str = "bounded") -> np.ndarray:
@@ -191,14 +207,14 @@ def render_clip(attrs: dict, num_frames: int = 16, size: Union[int, Sequence[int
     for i, t in enumerate(times):
         progress = t / (frame_rate * max(1, num_frames - 1))
         cx, cy = x0 + dx * travel * progress, y0 + dy * travel * progress
-        if period is None:
-            ink = shape_coverage(kind, value, xs, ys, cx, cy, r)
-        else:  # the copies one period before and after cover the part that has crossed an edge
+        centres = [(cx, cy)]
+        if period is not None:  # the copies one period before and after draw the part that has crossed an edge
             cx, cy = (cx % period, cy) if dx else (cx, cy % period)
-            ink = np.maximum.reduce([shape_coverage(kind, value, xs, ys, cx + k * period * abs(dx),
-                                                    cy + k * period * abs(dy), r) for k in (-1, 0, 1)])
-        ink = ink.astype(np.float32)
-        alpha = ink.reshape(out_h, s, out_w, s).mean(axis=(1, 3))[..., None]
+            centres = [(cx + k * period * abs(dx), cy + k * period * abs(dy)) for k in (-1, 0, 1)]
+        alpha = np.zeros((out_h, out_w), dtype=np.float32)
+        for ox, oy in centres:  # the copies are disjoint (2r < period): their coverages add
+            _add_coverage(alpha, kind, value, xs, ys, ox, oy, r, upscale)
+        alpha = alpha[..., None]
         out[i] = np.clip(canvas * (1 - alpha) + color * alpha + 0.5, 0, 255).astype(np.uint8)
     return out
 
