@@ -183,3 +183,17 @@ def test_text_adaln_reaches_every_block_and_joint_images(injection):
 def test_text_adaln_requires_text():
     with pytest.raises(ConfigError, match="text_adaln"):
         from_dict(LatteConfig, {"text_adaln": True})
+
+
+@pytest.mark.parametrize("injection", INJECTIONS)
+def test_a_batch_of_images_only_equals_the_images_of_a_joint_batch(injection):
+    """num_images = F (no video frame: stills skip every temporal module): each image comes out as it does next to
+    a video in a joint batch."""
+    model = randomize(tiny(cond="text", injection=injection, text_adaln=True)).eval()
+    _, t, kw = inputs(model)
+    x6, image_text = torch.randn(2, 2, 6, 4, 4), torch.randn(2, 2, 3, 8)
+    with torch.no_grad():
+        joint = model(x6, t, num_images=2, image_text=image_text, **kw)
+        alone = model(x6[:, :, 4:], t, num_images=2, image_text=image_text, **kw)
+    assert alone.shape == joint[:, :, 4:].shape
+    assert torch.allclose(alone, joint[:, :, 4:], atol=1e-5), (alone - joint[:, :, 4:]).abs().max()

@@ -262,17 +262,21 @@ class LatteBlock(nn.Module):
         """Cross-attention of every frame's tokens to its caption (un-normalised queries, no gate, as official)."""
         b, f, n, d = x.shape
         fv = ctx.num_video if ctx.image_text is not None else f
-        out = self.cross_attn(x[:, :fv].reshape(b, fv * n, d), ctx.text, ctx.text_bias).reshape(b, fv, n, d)
+        parts = []
+        if fv:  # the video frames attend to the video's caption (none: a batch of images only)
+            parts.append(self.cross_attn(x[:, :fv].reshape(b, fv * n, d), ctx.text, ctx.text_bias).reshape(b, fv, n, d))
         if fv < f:
             k = f - fv
             img = self.cross_attn(x[:, fv:].reshape(b * k, n, d), ctx.image_text, ctx.image_text_bias)
-            out = torch.cat([out, img.reshape(b, k, n, d)], dim=1)
-        return out
+            parts.append(img.reshape(b, k, n, d))
+        return torch.cat(parts, dim=1)
 
     # -- the block -------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, ctx: BlockContext, add_temporal_pe: bool = False) -> torch.Tensor:
         if self.kind == "temporal" and ctx.num_video < x.shape[1]:  # images skip temporal blocks entirely
             fv = ctx.num_video
+            if fv == 0:
+                return x
             video_ctx = dataclasses.replace(ctx, cond=ctx.cond[:, :fv] if ctx.cond.shape[1] > 1 else ctx.cond)
             return torch.cat([self.forward(x[:, :fv], video_ctx, add_temporal_pe), x[:, fv:]], dim=1)
         if self.tokens:
