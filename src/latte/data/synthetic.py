@@ -174,16 +174,17 @@ def render_clip(attrs: dict, num_frames: int = 16, size: Union[int, Sequence[int
     dx, dy = _DIRECTION_VECTORS[attrs["direction"]]
     free_along, free_across = (free_x, free_y) if dx else (free_y, free_x)
     travel = _SPEED_TRAVEL[attrs["speed"]] * free_along
-    # bounded: start so the whole path stays inside the frame; the perpendicular coordinate is free
-    along = rng.uniform(0, free_along - travel) if motion == "bounded" else rng.uniform(0, free_along)
-    across = rng.uniform(0, free_across)
     period = (width if dx else height) if motion == "wrap" else None  # wrap: the centre's period along the motion
-    if dx:
-        x0 = r + (along if dx > 0 else free_along - along)
-        y0 = r + across
-    else:
-        x0 = r + across
-        y0 = r + (along if dy > 0 else free_along - along)
+    if period is None:  # start so the whole path stays inside the frame; the perpendicular coordinate is free
+        along = rng.uniform(0, free_along - travel)
+        across = rng.uniform(0, free_across)
+        if dx:
+            x0, y0 = r + (along if dx > 0 else free_along - along), r + across
+        else:
+            x0, y0 = r + across, r + (along if dy > 0 else free_along - along)
+    else:  # the centre anywhere on the torus: clips that start straddling an edge are as likely as any other
+        along, across = rng.uniform(0, period), rng.uniform(0, free_across)
+        x0, y0 = (along, r + across) if dx else (r + across, along)
 
     out_h, out_w = height * upscale, width * upscale
     if background == "black":
