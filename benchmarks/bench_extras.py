@@ -99,14 +99,16 @@ def sample(pipe, prompts, log, name, gifs: Path | None = None, **kw) -> np.ndarr
 
 # ---------------------------------------------------------------------------------------------------------------
 def wrap_evaluator(qs: Path, work: Path, log):
-    """The quickstart's evaluator retrained (same settings) on ``motion: wrap`` clips, where the object crosses
-    the frame's edges: the bounded-motion evaluator misreads clips whose object straddles an edge (on true wrap
-    clips it scores 66-92 % per 8-frame window). Cached in ``work/evaluator_wrap``."""
+    """The quickstart's evaluator retrained on ``motion: wrap`` clips (twice the clips and steps: an object split
+    across two edges is harder to read), where the object crosses the frame's edges: the bounded-motion evaluator
+    misreads clips whose object straddles an edge (on true wrap clips it scores 66-92 % per 8-frame window).
+    Cached in ``work/evaluator_wrap``."""
     folder = work / "evaluator_wrap"
     if not (folder / "classifier.json").is_file():
         meta = load_yaml_mapping(qs / "classifier" / "classifier.json", "classifier")
         cfg = from_dict(ClassifierTrainConfig, meta["train_config"])
         cfg.synthetic.motion = "wrap"
+        cfg.num_videos, cfg.max_steps = 2 * cfg.num_videos, 2 * cfg.max_steps
         t0 = time.perf_counter()
         model, metrics = train_classifier(cfg, progress=False)
         save_classifier(model, cfg, metrics, folder)
@@ -196,7 +198,8 @@ def part_fc(qs: Path, work: Path, steps: int, detector, heads, log, gifs, i2v_vi
 
 
 # ---------------------------------------------------------------------------------------------------------------
-def colour_stills(folder: Path, count: int, shapes, directions, colour: str) -> Path:
+def colour_stills(folder: Path, count: int, shapes, directions, colour: str,
+                  caption: str = "a {colour} {shape} moving {direction}") -> Path:
     """``count`` 32 px stills of shapes in the new ``colour`` (a red render recoloured: black background,
     anti-aliased edges keep their coverage) and ``captions.csv``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -209,7 +212,7 @@ def colour_stills(folder: Path, count: int, shapes, directions, colour: str) -> 
         coverage = frame[..., 0].astype(np.float64) / 235.0
         img = np.clip(np.round(coverage[..., None] * np.array(NEW_COLOURS[colour][0])), 0, 255).astype(np.uint8)
         Image.fromarray(img).save(folder / f"{i:03d}.png")
-        rows.append(f"{i:03d}.png,a {colour} {shape} moving {direction}")
+        rows.append(f"{i:03d}.png," + caption.format(colour=colour, shape=shape, direction=direction))
     (folder / "captions.csv").write_text("\n".join(rows) + "\n")
     return folder / "captions.csv"
 
@@ -233,10 +236,11 @@ def add_prior_stills(manifest: Path, pipe, prompts: list[str], count: int) -> in
 
 
 def part_lora(qs: Path, work: Path, steps: int, detector, heads, log, gifs, colour: str = "orange",
-              prior: int = 0, overrides: tuple[str, ...] = ()) -> dict:
+              prior: int = 0, overrides: tuple[str, ...] = (),
+              still_caption: str = "a {colour} {shape} moving {direction}") -> dict:
     base_run = qs / "latte"
     spec = spec_of(base_run)
-    manifest = colour_stills(work / "stills", 64, spec.shapes, spec.directions, colour)
+    manifest = colour_stills(work / "stills", 64, spec.shapes, spec.directions, colour, still_caption)
     train_prompts = [caption_for(c) for c in spec.combinations() if not spec.is_heldout(c)]
     add_prior_stills(manifest, LattePipeline.from_run(base_run), train_prompts, prior)
     config = load_run_config("personalize/quickstart_lora", [
@@ -295,6 +299,8 @@ def main() -> None:
                              "opposite edge, so a video can go on; the extension is judged by a wrap evaluator)")
     parser.add_argument("--lora-set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="overrides of the personalize/quickstart_lora recipe, e.g. train.lora.targets=[...]")
+    parser.add_argument("--still-caption", default="a {colour} {shape} moving {direction}",
+                        help="caption template of the new colour's stills")
     parser.add_argument("--i2v-videos", type=int, default=12, help="image-to-video clips per split (val, heldout)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
@@ -321,7 +327,7 @@ def main() -> None:
                                                 args.i2v_videos, save("frame_conditioning"), args.motion)
     if "lora" in args.parts:
         results["personalisation"] = part_lora(qs, work, args.lora_steps, detector, meta["heads"], log, gifs,
-                                               args.colour, args.prior, tuple(args.lora_set))
+                                               args.colour, args.prior, tuple(args.lora_set), args.still_caption)
     print(json.dumps(results, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
