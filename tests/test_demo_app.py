@@ -1,6 +1,7 @@
 """``latte demo`` without a browser: request validation, the queue (bounds, fairness, cancellation), the Gradio
 endpoint through ``gradio_client`` (seeded output equals ``latte sample``), the missing-model page, the CLI; and
 for frame-conditioned models the first-frame image, the video to continue and the frames control."""
+import dataclasses
 import json
 import time
 
@@ -563,7 +564,7 @@ def test_api_uploads_a_first_frame_and_refuses_server_paths(tmp_path, tmp_path_f
         assert record["given_frames"]["mode"] == "extend" and record["frames"] == 12
 
         def raw_call(prompt: str, extend) -> str:  # the HTTP API without gradio_client (which would upload)
-            body = json.dumps({"data": [prompt, "", None, 4, "ddim", 2, 1.0, 1, [], "", 0, None, extend]}).encode()
+            body = json.dumps({"data": [prompt, "", None, 4, "ddim", 2, 1.0, 1, [], "", 0, None, extend, 0]}).encode()
             post = urllib.request.Request(url + "gradio_api/call/generate", body, {"Content-Type": "application/json"})
             event = json.loads(urllib.request.urlopen(post, timeout=30).read())["event_id"]
             return fetch(url + f"gradio_api/call/generate/{event}").decode()
@@ -575,3 +576,36 @@ def test_api_uploads_a_first_frame_and_refuses_server_paths(tmp_path, tmp_path_f
     finally:
         app.close()
         queue.close()
+
+
+@pytest.mark.parametrize("values, message, options", [
+    ({"context_frames": 2}, "model.frame_conditioning: false here", "plain"),
+    ({"context_frames": 2}, "Context frames apply only when the video is extended (a video to continue, or more "
+     "frames than one clip of 4)", "fc"),
+    ({"context_frames": 2, "frames": 4}, "Context frames apply only when the video is extended", "fc"),
+    ({"context_frames": 4, "frames": 9}, "Context frames must be a whole number from 0 to 3, got 4", "fc"),
+])
+def test_validate_request_checks_context_frames(values, message, options):
+    opts = dataclasses.replace(FC_OPTS, clip_frames=4)
+    opts = opts if options == "fc" else dataclasses.replace(opts, frame_conditioning=False)
+    with pytest.raises(RequestError) as info:
+        validate_request({"prompt": "x", **values}, opts)
+    assert message in str(info.value)
+
+
+def test_context_frames_reach_the_pipeline(fc_generator, tmp_path):
+    opts = fc_generator.options()
+    assert opts.clip_frames == 4
+    req = validate_request({"prompt": "a red circle", "frames": 9, "context_frames": 1, "seed": 2, "steps": 2}, opts)
+    assert req.sampling_options() == {"frames": 9, "context_frames": 1}
+    out = fc_generator.generate(req, lambda *a: None)
+    ref = fc_generator.pipe(prompts=["a red circle"], frames=9, context_frames=1, seed=2, sampler=req.sampler,
+                            steps=2, cfg_scale=req.guidance, progress=False)
+    np.testing.assert_array_equal(out.videos, ref.videos)
+    other = fc_generator.pipe(prompts=["a red circle"], frames=9, context_frames=2, seed=2, sampler=req.sampler,
+                              steps=2, cfg_scale=req.guidance, progress=False)
+    assert not np.array_equal(out.videos, other.videos)  # the setting changes the video
+    from latte.apps.demo import CascadeGenerator
+    from latte.sampling.cascade import CascadePipeline, LatteBaseStage
+
+    assert CascadeGenerator(CascadePipeline(base=LatteBaseStage(fc_generator.pipe))).options().clip_frames == 4

@@ -91,6 +91,7 @@ class GeneratorOptions:
     examples: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (heading, prompts or class names)
     supports_cache: bool = False  # the generator takes a step-cache setting (``cache=``)
     frame_conditioning: bool = False  # the model takes a first-frame image and a video to continue
+    clip_frames: int = 0  # frames of one generated clip (bounds the context of an extension); 0 = unknown
 
 
 @dataclass(frozen=True)
@@ -112,11 +113,13 @@ class DemoRequest:
     frames: int = 0
     image: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
     extend: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
+    context_frames: int = 0  # extension: frames of the previous clip given to the next; 0 = the pipeline's (half)
 
     def sampling_options(self) -> dict:
-        """The keyword arguments of the pipeline for ``frames``, ``image`` and ``extend`` (only those set)."""
+        """The keyword arguments of the pipeline for ``frames``, ``image``, ``extend`` and ``context_frames``
+        (only those set)."""
         options = {"frames": self.frames or None, "image": None if self.image is None else self.image[0],
-                   "extend": self.extend}
+                   "extend": self.extend, "context_frames": self.context_frames or None}
         return {k: v for k, v in options.items() if v is not None}
 
 
@@ -164,7 +167,7 @@ class LatteGenerator:
             steps=pipe.defaults.steps, guidance=pipe.defaults.cfg_scale,
             size=f"{cfg.num_frames} frames of {side}x{side} px", fps=self.fps, classes=classes,
             examples=self.examples, supports_cache="cache" in inspect.signature(pipe.__call__).parameters,
-            frame_conditioning=bool(cfg.frame_conditioning))
+            frame_conditioning=bool(cfg.frame_conditioning), clip_frames=int(cfg.num_frames))
 
     def generate(self, request: DemoRequest, on_step: OnStep) -> SampleOutput:
         kwargs = dict(num_videos=request.num_videos, seed=request.seed, sampler=request.sampler,
@@ -192,7 +195,8 @@ class CascadeGenerator:
     cfg_scale=, negative_prompt=, stages=[names to run], batch_size=, progress=False, callback=)`` returning a
     :class:`SampleOutput` of uint8 videos whose records carry ``fps``; ``callback(stage, step, total)`` is called
     after every sampler step of every stage and may raise to stop. Optionally ``frame_conditioning`` (True: its
-    ``__call__`` takes ``image=`` / ``extend=``) and ``frames=`` (base frames; passed only when set).
+    ``__call__`` takes ``image=`` / ``extend=`` / ``context_frames=``), ``clip_frames`` (frames of one base clip)
+    and ``frames=`` (base frames; passed only when set).
     """
 
     def __init__(self, cascade, examples: Sequence[tuple[str, Sequence[str]]] = (), fps: float = 8.0,
@@ -210,7 +214,8 @@ class CascadeGenerator:
             title=self.title, conditioning=c.conditioning, samplers=SAMPLERS, sampler=c.defaults.sampler,
             steps=c.defaults.steps, guidance=c.defaults.cfg_scale, size=size, fps=self.fps, stages=stages,
             examples=self.examples, supports_cache="cache" in inspect.signature(c.__call__).parameters,
-            frame_conditioning=bool(getattr(c, "frame_conditioning", False)))
+            frame_conditioning=bool(getattr(c, "frame_conditioning", False)),
+            clip_frames=int(getattr(c, "clip_frames", 0) or 0))
 
     def generate(self, request: DemoRequest, on_step: OnStep) -> SampleOutput:
         kwargs = dict(prompts=[request.prompt], negative_prompt=request.negative_prompt,
@@ -265,7 +270,7 @@ def validate_request(values: dict, options: GeneratorOptions, limits: Limits = L
     """Page values (``prompt``, ``negative_prompt``, ``class_label``, ``seed`` (-1 = random), ``sampler``,
     ``steps``, ``guidance``, ``num_videos``, ``stages`` (names), ``cache``, ``frames`` (0 = the model's),
     ``image`` / ``extend`` (frame-conditioned models: a first frame, a video to continue; an uploaded file's path
-    or a uint8 array)) -> a :class:`DemoRequest`.
+    or a uint8 array), ``context_frames`` (0 = half a clip)) -> a :class:`DemoRequest`.
 
     Missing values take the model's defaults; a bad one raises :class:`RequestError` naming the field and what
     is allowed."""
@@ -318,10 +323,20 @@ def validate_request(values: dict, options: GeneratorOptions, limits: Limits = L
     if extend is not None and frames and frames <= len(extend):
         raise RequestError(f"Frames ({frames}) must be more than the video to continue has ({len(extend)}), or 0 "
                            "for one more clip.")
+    context = _integer(values.get("context_frames") or 0, "Context frames", 0,
+                       options.clip_frames - 1 if options.clip_frames > 1 else limits.max_frames)
+    if context:
+        if not options.frame_conditioning:
+            raise RequestError("Context frames apply to extensions by a model trained with given frames "
+                               "(model.frame_conditioning: false here): set them to 0.")
+        if extend is None and not (options.clip_frames and frames > options.clip_frames):
+            raise RequestError("Context frames apply only when the video is extended (a video to continue, or "
+                               f"more frames than one clip{f' of {options.clip_frames}' if options.clip_frames else ''}"
+                               "): set them to 0 or extend the video.")
     return DemoRequest(prompt=prompt, negative_prompt=negative, class_label=class_label, seed=seed, sampler=sampler,
                        steps=steps, guidance=guidance, num_videos=num_videos,
                        stages=tuple(s for s in known if s in stages), cache=cache, frames=frames, image=image,
-                       extend=extend)
+                       extend=extend, context_frames=context)
 
 
 def _first_example(options: GeneratorOptions) -> str:
@@ -572,6 +587,10 @@ def build_app(queue: Optional[RequestQueue], missing: str = "", title: str = "La
                     image = gr.Image(label="First frame (image-to-video; optional)", type="numpy",
                                      image_mode="RGB", sources=["upload"], elem_id="first-frame")
                     extend = gr.Video(label="Video to continue (optional)", sources=["upload"], elem_id="extend")
+                context = gr.Slider(0, max(opts.clip_frames - 1, 1), value=0, step=1, elem_id="context-frames",
+                                    visible=opts.frame_conditioning,
+                                    label="Context frames (extending: frames of the previous clip given to the "
+                                          "next; 0 = half a clip)")
                 with gr.Row():
                     run_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     cancel_btn = gr.Button("Cancel", elem_id="cancel")
@@ -596,11 +615,13 @@ def build_app(queue: Optional[RequestQueue], missing: str = "", title: str = "La
             return [(str(i["gif"]), i["caption"]) for i in items], [i["record"] for i in items]
 
         async def generate(prompt_v, negative_v, class_v, seed_v, sampler_v, steps_v, guidance_v, num_v, stages_v,
-                           cache_v, frames_v=0, image_v=None, extend_v=None, request: gr.Request = None,
+                           cache_v, frames_v=0, image_v=None, extend_v=None, context_v=0,
+                           request: gr.Request = None,
                            progress=gr.Progress()):  # defaults: API clients may leave the newer inputs out
             values = dict(prompt=prompt_v, negative_prompt=negative_v, class_label=class_v if cls else None,
                           seed=seed_v, sampler=sampler_v, steps=steps_v, guidance=guidance_v, num_videos=num_v,
-                          stages=stages_v, cache=cache_v, frames=frames_v, image=image_v, extend=extend_v)
+                          stages=stages_v, cache=cache_v, frames=frames_v, image=image_v, extend=extend_v,
+                          context_frames=context_v)
             try:
                 job = queue.submit(validate_request(values, opts, limits), session=request.session_hash or "")
             except RequestError as e:
@@ -636,7 +657,7 @@ def build_app(queue: Optional[RequestQueue], missing: str = "", title: str = "La
             return _json(records[evt.index]) if 0 <= evt.index < len(records) else None
 
         inputs = [prompt, negative, class_label, seed, sampler, steps, guidance, num_videos, stages, cache, frames,
-                  image, extend]
+                  image, extend, context]
         run_btn.click(generate, inputs, [video, gifs, settings, gallery, gallery_records, status],
                       api_name="generate", concurrency_limit=None)
         cancel_btn.click(cancel, None, status, api_name="cancel", concurrency_limit=None)

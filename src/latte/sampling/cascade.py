@@ -627,6 +627,14 @@ class CascadePipeline:
         """The loaded stages after the base (e.g. ``["interp", "vsr"]``)."""
         return [s for s in STAGES[1:] if self.stages[s] is not None]
 
+    @property
+    def clip_frames(self) -> int:
+        """Frames of one base clip: a Latte base's trained length, the official base's 16 (0 without a base)."""
+        base = self.stages["base"]
+        if base is None:
+            return 0
+        return int(base.trained_frames if isinstance(base, LatteBaseStage) else base.default_size[0] or 0)
+
     def describe_size(self) -> str:
         base = self.stages["base"]
         frames, height, width = base.default_size if base is not None else (None, None, None)
