@@ -584,6 +584,8 @@ def test_api_uploads_a_first_frame_and_refuses_server_paths(tmp_path, tmp_path_f
      "frames than one clip of 4)", "fc"),
     ({"context_frames": 2, "frames": 4}, "Context frames apply only when the video is extended", "fc"),
     ({"context_frames": 4, "frames": 9}, "Context frames must be a whole number from 0 to 3, got 4", "fc"),
+    ({"context_frames": 3, "extend": np.zeros((2, 8, 8, 3), np.uint8)},
+     "Context frames (3) must be at most the frames of the video to continue (2).", "fc"),
 ])
 def test_validate_request_checks_context_frames(values, message, options):
     opts = dataclasses.replace(FC_OPTS, clip_frames=4)

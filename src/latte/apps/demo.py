@@ -333,6 +333,9 @@ def validate_request(values: dict, options: GeneratorOptions, limits: Limits = L
             raise RequestError("Context frames apply only when the video is extended (a video to continue, or "
                                f"more frames than one clip{f' of {options.clip_frames}' if options.clip_frames else ''}"
                                "): set them to 0 or extend the video.")
+        if extend is not None and context > len(extend):
+            raise RequestError(f"Context frames ({context}) must be at most the frames of the video to continue "
+                               f"({len(extend)}).")
     return DemoRequest(prompt=prompt, negative_prompt=negative, class_label=class_label, seed=seed, sampler=sampler,
                        steps=steps, guidance=guidance, num_videos=num_videos,
                        stages=tuple(s for s in known if s in stages), cache=cache, frames=frames, image=image,
