@@ -330,9 +330,9 @@ def validate_request(values: dict, options: GeneratorOptions, limits: Limits = L
             raise RequestError("Context frames apply to extensions by a model trained with given frames "
                                "(model.frame_conditioning: false here): set them to 0.")
         if extend is None and not (options.clip_frames and frames > options.clip_frames):
+            clip = f"one clip of {options.clip_frames}" if options.clip_frames else "one clip"
             raise RequestError("Context frames apply only when the video is extended (a video to continue, or "
-                               f"more frames than one clip{f' of {options.clip_frames}' if options.clip_frames else ''}"
-                               "): set them to 0 or extend the video.")
+                               f"more frames than {clip}): set them to 0 or extend the video.")
         if extend is not None and context > len(extend):
             raise RequestError(f"Context frames ({context}) must be at most the frames of the video to continue "
                                f"({len(extend)}).")

@@ -240,9 +240,8 @@ class GaussianDiffusion:
         """Per-sample ``loss = mse + vb`` (``vb`` only with a learned variance; mean stop-gradient), as official.
 
         ``mse`` is against the noise (epsilon), the velocity ``v`` (v_prediction) or ``x_0`` (sample).
-        ``given_mask (B, F)`` bool
-        (frame conditioning): those frames of ``x_t`` are the clean ``x_start`` frames and the losses average
-        over the other frames only (:mod:`latte.diffusion.given_frames`)."""
+        ``given_mask (B, F)`` bool (frame conditioning): those frames of ``x_t`` are the clean ``x_start`` frames
+        and the losses average over the other frames only (:mod:`latte.diffusion.given_frames`)."""
         noise = torch.randn_like(x_start) if noise is None else noise
         x_t = self.q_sample(x_start, t, noise)
         reduce = mean_flat

@@ -629,11 +629,9 @@ class CascadePipeline:
 
     @property
     def clip_frames(self) -> int:
-        """Frames of one base clip: a Latte base's trained length, the official base's 16 (0 without a base)."""
+        """Frames of one base clip: the base stage's trained length (official base 16; 0 without a base)."""
         base = self.stages["base"]
-        if base is None:
-            return 0
-        return int(base.trained_frames if isinstance(base, LatteBaseStage) else base.default_size[0] or 0)
+        return 0 if base is None else int(base.trained_frames)
 
     def describe_size(self) -> str:
         base = self.stages["base"]
@@ -706,11 +704,6 @@ class CascadePipeline:
         base = self.stages["base"]
         return isinstance(base, LatteBaseStage) and base.frame_conditioning
 
-    def check_given(self, stages: Sequence[str], names: Sequence[str]) -> None:
-        """Refuse given frames (``names`` of image / extend / context_frames) that no stage can take
-        (:func:`check_given_frames`)."""
-        check_given_frames(names, stages, isinstance(self.stages.get("base"), LatteBaseStage))
-
     def _place(self, stage_obj, active: bool) -> None:
         if self.offload:
             stage_obj.to(self.device if active else "cpu", self.dtype)
@@ -760,7 +753,8 @@ class CascadePipeline:
             raise ValueError(f"this cascade has no {', '.join(missing)} stage (built with "
                              f"{', '.join(s for s, v in self.stages.items() if v is not None) or 'none'})")
         given = {"image": image, "extend": extend, "context_frames": context_frames}
-        self.check_given(stages, [name for name, value in given.items() if value is not None])
+        check_given_frames([name for name, value in given.items() if value is not None], stages,
+                           isinstance(self.stages["base"], LatteBaseStage))
         settings = dict(settings or {})
         video, fps, name_prompt = None, STAGE_FPS["base"], None
         if input is not None:
