@@ -242,15 +242,20 @@ def add_prior_stills(manifest: Path, pipe, prompts: list[str], count: int) -> in
 
 def part_lora(qs: Path, work: Path, steps: int, detector, heads, log, gifs, colour: str = "orange",
               prior: int = 0, overrides: tuple[str, ...] = (),
-              still_caption: str = "a {colour} {shape} moving {direction}") -> dict:
+              still_caption: str = "a {colour} {shape} moving {direction}", preserve: float | None = None,
+              eval_seeds: int = 1) -> dict:
     base_run = qs / "latte"
     spec = spec_of(base_run)
     manifest = colour_stills(work / "stills", 64, spec.shapes, spec.directions, colour, still_caption)
     train_prompts = [caption_for(c) for c in spec.combinations() if not spec.is_heldout(c)]
     add_prior_stills(manifest, LattePipeline.from_run(base_run), train_prompts, prior)
+    if preserve is not None:  # the recipe's self-distillation weight (train.preservation; 0 = off)
+        overrides = (f"train.preservation.weight={preserve}", *overrides)
     config = load_run_config("personalize/quickstart_lora", [
         f"data.path={manifest}", f"autoencoder.path={qs / 'vae' / 'vae'}", f"train.init_from={base_run}",
         f"train.run_dir={work / 'lora'}", f"train.max_steps={steps}", f"train.ckpt_every={steps}", *overrides])
+    if config.train.preservation.weight and sorted(config.train.preservation.prompts) != sorted(train_prompts):
+        log("note: the recipe preserves other prompts than this quickstart's training captions")
     t0, c0 = time.perf_counter(), time.process_time()
     adapter = work / "lora" / "checkpoints" / f"step_{steps:07d}" / "model"
     reused = adapter.is_dir()  # rerunning reuses the trained adapter
@@ -263,11 +268,17 @@ def part_lora(qs: Path, work: Path, steps: int, detector, heads, log, gifs, colo
     adapter_bytes = (adapter / "adapter.safetensors").stat().st_size
 
     new_prompts = [f"a {colour} {s} moving {d}" for s in spec.shapes for d in spec.directions] * 2
-    before_old = sample(base, train_prompts, log, "old_colours_base")
-    before_new = sample(base, new_prompts, log, f"{colour}_base", gifs)
+
+    def seeded(prompts, name, gifs=None):  # every prompt with eval_seeds noise seeds (0, 1000, ...)
+        videos = [sample(base, prompts, log, name, gifs if k == 0 else None, seed=1000 * k) for k in range(eval_seeds)]
+        return np.concatenate(videos)
+
+    before_old = seeded(train_prompts, "old_colours_base")
+    before_new = seeded(new_prompts, f"{colour}_base", gifs)
     base.apply_lora(adapter)
-    after_old = sample(base, train_prompts, log, "old_colours_lora")
-    after_new = sample(base, new_prompts, log, f"{colour}_lora", gifs)
+    after_old = seeded(train_prompts, "old_colours_lora")
+    after_new = seeded(new_prompts, f"{colour}_lora", gifs)
+    train_prompts, new_prompts = train_prompts * eval_seeds, new_prompts * eval_seeds
 
     def hue_stats(videos):
         hues = [object_hue(v)[0] for v in videos]
@@ -277,7 +288,9 @@ def part_lora(qs: Path, work: Path, steps: int, detector, heads, log, gifs, colo
 
     direction = lambda v: accuracy(detector, heads, v, new_prompts)["direction"]  # noqa: E731
     return {
-        "stills": 64, "prior_stills": prior, "steps": steps, "train_seconds": seconds, "train_cpu_seconds": cpu,
+        "stills": 64, "prior_stills": prior, "preservation_weight": config.train.preservation.weight,
+        "preservation_inputs": config.train.preservation.inputs, "eval_seeds": eval_seeds, "steps": steps,
+        "train_seconds": seconds, "train_cpu_seconds": cpu,
         "adapter_bytes": adapter_bytes,
         "model_bytes": model_bytes, "adapter_fraction": adapter_bytes / model_bytes,
         "colour": colour, "rgb": NEW_COLOURS[colour][0], "hue_range_deg": NEW_COLOURS[colour][1],
@@ -297,11 +310,16 @@ def main() -> None:
     parser.add_argument("--fc-steps", type=int, default=600)
     parser.add_argument("--lora-steps", type=int, default=150)
     parser.add_argument("--colour", default="orange", choices=sorted(NEW_COLOURS), help="the new colour to learn")
-    parser.add_argument("--prior", type=int, default=64,
-                        help="prior-preservation stills: frames of the base model's own videos of training prompts")
+    parser.add_argument("--prior", type=int, default=0,
+                        help="DreamBooth-style prior stills (frames of the base model's own videos of training "
+                             "prompts, plain diffusion loss); the recipe's train.preservation replaces them")
     parser.add_argument("--motion", default="wrap", choices=("wrap", "bounded"),
                         help="motion of the frame-conditioning fine-tune's clips (wrap: objects re-enter at the "
                              "opposite edge, so a video can go on; the extension is judged by a wrap evaluator)")
+    parser.add_argument("--preserve", type=float, default=None,
+                        help="train.preservation.weight of the adapter (self-distillation on the base model's videos "
+                             "of its training prompts); default: the recipe's; 0 = off")
+    parser.add_argument("--eval-seeds", type=int, default=1, help="noise seeds per prompt of the LoRA evaluation")
     parser.add_argument("--lora-set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="overrides of the personalize/quickstart_lora recipe, e.g. train.lora.targets=[...]")
     parser.add_argument("--still-caption", default="a {colour} {shape} moving {direction}",
@@ -332,7 +350,8 @@ def main() -> None:
                                                 args.i2v_videos, save("frame_conditioning"), args.motion)
     if "lora" in args.parts:
         results["personalisation"] = part_lora(qs, work, args.lora_steps, detector, meta["heads"], log, gifs,
-                                               args.colour, args.prior, tuple(args.lora_set), args.still_caption)
+                                               args.colour, args.prior, tuple(args.lora_set), args.still_caption,
+                                               args.preserve, args.eval_seeds)
     print(json.dumps(results, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -1,15 +1,21 @@
 """Personalisation: LoRA on the spatial layers only (train.lora.layers: spatial); the temporal layers stay
-bit-identical, and the shipped recipe's adapter is a small fraction of its model."""
+bit-identical, the shipped recipe's adapter is a small fraction of its model, and prior preservation
+(train.preservation) keeps the frozen model's predictions, item by item, through resume and DDP."""
+import os
+
 import pytest
 import torch
+import torch.multiprocessing as mp
 
-from latte.config import SHIPPED_CONFIGS, ConfigError, from_dict
+from latte.config import SHIPPED_CONFIGS, ConfigError, from_dict, to_dict
+from latte.data.loader import TensorItems
 from latte.models import Latte, LatteConfig
 from latte.models.lora import ADAPTER_FILE, apply_lora_file, merge_lora, save_lora
 from latte.training.config import LoraConfig, load_run_config
 from latte.training.trainable import apply_trainable, is_temporal
 from latte.training.trainer import Trainer, train
-from helpers import build, tiny, tiny_config, tiny_dataset
+from helpers import (TINY_TEXT_MODEL, build, free_port, tiny, tiny_config, tiny_dataset, tiny_lavie_config,
+                     write_text_run)
 
 RECIPE = SHIPPED_CONFIGS / "personalize" / "quickstart_lora.yaml"
 
@@ -71,6 +77,19 @@ def test_recipe_adapter_is_at_most_five_percent_of_the_model_file(tmp_path):
     assert config.diffusion.prediction_type == quick_run.diffusion.prediction_type
 
 
+def test_recipe_preserves_the_quickstart_training_captions():
+    from latte.data.config import SyntheticConfig
+    from latte.data.synthetic import caption_for
+    from latte.io import load_yaml_mapping
+
+    preservation = load_run_config(RECIPE).train.preservation
+    data = load_yaml_mapping(SHIPPED_CONFIGS / "quickstart" / "data.yaml", "quickstart data")
+    spec = from_dict(SyntheticConfig, data["synthetic"], prefix="data.synthetic").spec()
+    captions = [caption_for(c) for c in spec.combinations() if not spec.is_heldout(c)]
+    assert preservation.weight > 0 and preservation.inputs == ["stills"] and preservation.frames == 8
+    assert sorted(preservation.prompts) == sorted(captions) and len(captions) == 36
+
+
 def test_init_from_a_run_with_other_caption_features_is_refused(tmp_path):
     base = tiny_config(tmp_path / "base", max_steps=1)
     base["model"].update(conditioning="class", num_classes=3)
@@ -81,3 +100,122 @@ def test_init_from_a_run_with_other_caption_features_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"train.init_from .*diffusion.prediction_type: '(epsilon|v_prediction)' "
                                           r"there, 'sample' here"):
         Trainer(build(data), dataset=tiny_dataset(classes=3))
+
+
+# -- prior preservation by self-distillation (train.preservation) ------------------------------------------------
+PRESERVED = ["a red square moving left", "a blue circle moving right"]
+
+
+def _preserving(run_dir, base_run, weight: float, max_steps: int = 4, **preservation):
+    """Spatial LoRA of a tiny text run (``helpers.write_text_run``) on one-frame 'stills', preserving PRESERVED."""
+    return build({"model": {**TINY_TEXT_MODEL, "num_frames": 1}, "autoencoder": {"kind": "identity"},
+                  "text_encoder": {"kind": "minilm", "max_length": 16},
+                  "train": dict(run_dir=str(run_dir), max_steps=max_steps, batch_size=4, lr=5e-2, ema_decay=None,
+                                log_every=1, ckpt_every=2, num_workers=0, seed=7, init_from=str(base_run),
+                                trainable="lora", lora={"rank": 2, "alpha": 4.0, "layers": "spatial"},
+                                text_dropout_prob=0.0,
+                                preservation={"weight": weight, "prompts": PRESERVED, "frames": 8, "steps": 2,
+                                              **preservation})})
+
+
+def _stills(n: int = 8) -> TensorItems:
+    return TensorItems(torch.randn(n, 3, 1, 16, 16, generator=torch.Generator().manual_seed(0)).clamp(-1, 1),
+                       captions=["a purple square moving left"] * n)
+
+
+def _adapter(checkpoint) -> dict:
+    """The LoRA tensors a checkpoint saved beside its base weights."""
+    from safetensors.torch import load_file
+
+    return load_file(str(checkpoint / "model" / ADAPTER_FILE))
+
+
+def _preservation_gap(trainer, keys=(0, 1, 2, 3), step: int = 99) -> torch.Tensor:
+    """Per-item preservation loss of the trainer's model against the frozen model (fixed draws)."""
+    task = trainer.task
+    run = lambda net: (lambda x, t, **kw: net(x, t, **kw).float())  # noqa: E731
+    with torch.no_grad():
+        return task.preservation.loss(run(trainer.model), run(task.preservation.frozen), task.diffusion.q_sample,
+                                      task._captions, list(keys), 7, step)
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    return write_text_run(tmp_path_factory.mktemp("base"))
+
+
+def test_preservation_starts_at_zero_and_draws_per_item(tmp_path, text_run):
+    trainer = Trainer(_preserving(tmp_path / "run", text_run, 1.0, inputs=["stills", "videos"]), dataset=_stills(),
+                      progress=False)
+    prep = trainer.task.preservation
+    assert prep.latents.shape == (2, 3, 8, 16, 16)  # one 8-frame video per preserved prompt
+    assert torch.all(_preservation_gap(trainer) == 0)  # the adapter starts as the identity: exactly the frozen model
+    with torch.no_grad():  # move the adapter: the loss sees it, item by item as in one batch
+        for name, p in trainer.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    together = _preservation_gap(trainer, keys=(3, 5))
+    apart = torch.cat([_preservation_gap(trainer, keys=(3,)), _preservation_gap(trainer, keys=(5,))])
+    assert torch.all(together > 0) and torch.allclose(together, apart, rtol=1e-4, atol=1e-7)
+
+
+def test_preservation_keeps_the_frozen_models_predictions_and_resumes_exactly(tmp_path, text_run):
+    free = Trainer(_preserving(tmp_path / "free", text_run, 0.0), dataset=_stills(), progress=False)
+    free.fit()
+    kept = Trainer(_preserving(tmp_path / "kept", text_run, 30.0), dataset=_stills(), progress=False)
+    result = kept.fit()
+    free.task.preservation = kept.task.preservation  # measure both against the same frozen model and videos
+    gap_free, gap_kept = _preservation_gap(free).mean(), _preservation_gap(kept).mean()
+    assert gap_kept < 0.5 * gap_free, (gap_kept, gap_free)
+    # bit-exact resume: the preserved videos are sampled again, identically, at the restart
+    part = _preserving(tmp_path / "part", text_run, 30.0, max_steps=2)
+    train(part, dataset=_stills())
+    resumed = train(_preserving(tmp_path / "part", text_run, 30.0), dataset=_stills(), resume=str(tmp_path / "part"))
+    a, b = _adapter(result.last_checkpoint), _adapter(resumed.last_checkpoint)
+    assert a and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"preservation": {"weight": 1.0, "prompts": []}}, "train.preservation.prompts: required"),
+    ({"preservation": {"weight": 1.0, "prompts": PRESERVED, "inputs": ["frames"]}}, "train.preservation.inputs"),
+    ({"preservation": {"weight": 1.0, "prompts": PRESERVED}, "init_from": None}, "needs train.init_from"),
+])
+def test_preservation_config_errors_name_the_key(tmp_path, change, message):
+    data = to_dict(_preserving(tmp_path, tmp_path / "base", 1.0))
+    data["train"].update(change)
+    with pytest.raises(ConfigError, match=message):
+        build(data)
+
+
+def test_preservation_is_refused_for_class_models_and_lavie_stages(tmp_path):
+    data = tiny_config(tmp_path, init_from=str(tmp_path / "base"), preservation={"weight": 1.0, "prompts": PRESERVED})
+    data["model"].update(conditioning="class", num_classes=3)
+    with pytest.raises(ConfigError, match="text-conditional"):
+        build(data)
+    from latte.training.tasks.lavie import LavieRunConfig
+
+    lavie = tiny_lavie_config("base", tmp_path, preservation={"weight": 1.0, "prompts": PRESERVED})
+    with pytest.raises(ConfigError, match="Latte models only"):
+        from_dict(LavieRunConfig, lavie)
+
+
+def _preserving_worker(rank: int, world_size: int, port: int, config: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    train(build(config), dataset=_stills(), device="cpu", progress=False)
+
+
+def test_preservation_under_ddp_equals_single_process_accumulation(tmp_path, text_run):
+    """The preservation forward runs outside DDP's wrapper (one wrapped forward per backward): gradients still
+    reach every rank's all-reduce, and the per-item draws make two ranks equal one process accumulating."""
+    single = to_dict(_preserving(tmp_path / "single", text_run, 30.0, max_steps=2))
+    single["train"].update(grad_accum=2)
+    reference = train(build(single), dataset=_stills(), progress=False)
+    ddp = to_dict(_preserving(tmp_path / "ddp", text_run, 30.0, max_steps=2))
+    ddp["train"].update(grad_accum=2, batch_size=2, distributed="ddp")
+    mp.spawn(_preserving_worker, args=(2, free_port(), ddp), nprocs=2, join=True)
+    a, b = _adapter(reference.last_checkpoint), _adapter(tmp_path / "ddp" / "checkpoints" / "step_0000002")
+    assert a.keys() == b.keys() and any(a[k].abs().sum() > 0 for k in a if "lora_B" in k)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=2e-6, msg=k)

@@ -14,7 +14,8 @@ from typing import Literal, Optional, Union
 from latte.config import ConfigError, from_dict, load_yaml, option, to_dict
 from latte.io import atomic_write_yaml
 
-__all__ = ["LoraConfig", "TrainConfig", "ValidationConfig", "WandbConfig", "RunConfig", "load_run_config", "save_run_config"]
+__all__ = ["LoraConfig", "PreservationConfig", "TrainConfig", "ValidationConfig", "WandbConfig", "RunConfig",
+           "load_run_config", "save_run_config"]
 
 
 def _section(module: str, name: str) -> type:
@@ -72,6 +73,42 @@ class GivenFramesConfig:
                                   f"{', '.join(GIVEN_FRAME_MODES)})")
 
 
+PRESERVATION_INPUTS = ("videos", "stills")
+
+
+@dataclasses.dataclass
+class PreservationConfig:
+    """Prior preservation by self-distillation (fine-tuning on a few stills, personalisation): before training
+    the frozen ``train.init_from`` model samples a video of each of ``prompts``; every training item is paired
+    with one of them, noised at its own random timestep, and the trained model's prediction on it is pulled
+    toward the frozen model's (mean squared difference, times ``weight``, added to the loss)."""
+
+    weight: float = option(0.0, "weight of the preservation loss added to the diffusion loss; 0 = off (needs "
+                                "train.init_from, a text-conditional model and prompts)", min=0)
+    prompts: list[str] = option(help="captions the model must keep rendering as it did (e.g. its training "
+                                     "captions; repeat one to give it more videos)", factory=list)
+    frames: int = option(0, "frames of each preserved video (the length you sample); 0 = model.num_frames",
+                         min=0)
+    inputs: list[str] = option(
+        help="what the frozen model's predictions are kept on: 'stills' (one frame of each preserved clip: the "
+             "regime of training on images; pinning it leaves an adapter nothing to learn from the stills but their "
+             "new content) and / or 'videos' (the whole clips: the regime of sampling; measured to keep the old "
+             "prompts as well but to hold back the new content, BENCHMARKS.md)",
+        factory=lambda: ["stills"])
+    steps: int = option(25, "DDIM steps of the preserved videos", min=1)
+    cfg_scale: float = option(1.0, "classifier-free guidance of the preserved videos (1.0 = none)", min=1)
+    null_caption_prob: float = option(0.1, "share of preserved items compared under the empty caption (the "
+                                           "unconditional branch of guidance)", min=0, max=1)
+
+    def validate(self) -> None:
+        if not self.inputs or any(i not in PRESERVATION_INPUTS for i in self.inputs):
+            raise ConfigError(f"train.preservation.inputs: one or both of {', '.join(PRESERVATION_INPUTS)}, got "
+                              f"{self.inputs}")
+        if self.weight and not self.prompts:
+            raise ConfigError("train.preservation.prompts: required when train.preservation.weight > 0 (the "
+                              "captions whose videos must not change)")
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Optimisation, precision, checkpointing and distribution settings."""
@@ -99,6 +136,9 @@ class TrainConfig:
     lora: LoraConfig = option(help="LoRA adapters (train.trainable: lora)", factory=lambda: LoraConfig())
     given_frames: GivenFramesConfig = option(help="clean given frames per clip (models with "
                                                   "model.frame_conditioning only)", factory=lambda: GivenFramesConfig())
+    preservation: PreservationConfig = option(
+        help="prior preservation by self-distillation (fine-tuning on a few stills)",
+        factory=lambda: PreservationConfig())
     precision: Literal["float32", "bf16", "fp16"] = option(
         "float32", "compute precision: float32; bf16 autocast; fp16 autocast with dynamic loss scaling (weights stay float32)")
     loss_scale_init: float = option(65536.0, "initial loss scale for precision fp16 (dynamic: halves on overflow, doubles after loss_scale_window good steps)", above=0)
@@ -148,6 +188,7 @@ class TrainConfig:
         if self.num_images < 0 or self.num_workers < 0:
             raise ConfigError("train.num_images / train.num_workers: must be >= 0")
         self.given_frames.validate()
+        self.preservation.validate()
 
 
 @dataclasses.dataclass
@@ -223,6 +264,13 @@ class RunConfig:
         num_classes = getattr(model, "num_classes", None)
         if num_classes is not None and any(not 0 <= c < num_classes for c in self.validation.class_labels):
             raise ConfigError(f"validation.class_labels: every label must be in [0, model.num_classes={num_classes})")
+        if self.train.preservation.weight:
+            if conditioning != "text":
+                raise ConfigError("train.preservation: keeps a text-conditional model's videos of prompts; "
+                                  f"model.conditioning is '{conditioning}'")
+            if not self.train.init_from:
+                raise ConfigError("train.preservation: needs train.init_from (the frozen model whose videos are "
+                                  "kept)")
 
 
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

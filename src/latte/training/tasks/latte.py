@@ -81,6 +81,7 @@ class LatteTask(TaskBase):
         self._captions: Optional[CaptionFeatures] = None
         self._batch_checked = False
         self.device = torch.device("cpu")
+        self.preservation = None  # train.preservation (built in setup)
         self.validation_every = config.validation.every
         self.resume_command = f"latte train CONFIG --resume {config.train.run_dir}"
 
@@ -103,6 +104,16 @@ class LatteTask(TaskBase):
 
         self.diffusion = diffusion_from_config(self.config.diffusion, self.config.model.learn_sigma)
         self.engine = engine
+        if self.config.train.preservation.weight:  # the frozen starting model samples the videos to keep
+            from latte.models.latte import Latte
+            from latte.training.init_from import init_model_from
+            from latte.training.preservation import Preservation
+
+            tc = self.config.train
+            frozen = Latte(self.config.model)
+            init_model_from(frozen, tc.init_from, tc.init_temporal_from_spatial)
+            engine.info(f"train.preservation: sampling {len(tc.preservation.prompts)} videos of the frozen model")
+            self.preservation = Preservation.build(self, frozen.to(self.device), progress=engine.dist.is_main)
 
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         return list(model.blocks)
@@ -230,12 +241,23 @@ class LatteTask(TaskBase):
             given = torch.nn.functional.pad(given, (0, x0.shape[2] - video_frames))  # joint images: never given
             kwargs["frame_mask"] = given
 
-        def model_fn(x, t, **kw):  # the model under autocast, returning float32 (losses are float32)
-            with ctx.autocast():
-                return model(x, t, **kw).float()
+        def under_autocast(net):  # the model under autocast, returning float32 (losses are float32)
+            def run(x, t, **kw):
+                with ctx.autocast():
+                    return net(x, t, **kw).float()
+            return run
 
-        terms = self.diffusion.training_losses(model_fn, x0, t, model_kwargs=kwargs, noise=noise, given_mask=given)
-        return {"loss": terms["loss"].mean(), "mse": terms["mse"].mean(), "vb": terms["vb"].mean()}
+        terms = self.diffusion.training_losses(under_autocast(model), x0, t, model_kwargs=kwargs, noise=noise,
+                                               given_mask=given)
+        out = {"loss": terms["loss"].mean(), "mse": terms["mse"].mean(), "vb": terms["vb"].mean()}
+        if self.preservation is not None:  # DDP: one wrapped forward per backward; the second runs unwrapped
+            student = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+            preserve = self.preservation.loss(under_autocast(student), under_autocast(self.preservation.frozen),
+                                              self.diffusion.q_sample, self._captions, batch["index"].tolist(),
+                                              ctx.seed, ctx.step).mean()
+            out["loss"] = out["loss"] + self.config.train.preservation.weight * preserve
+            out["preserve"] = preserve.detach()
+        return out
 
     def batch_items(self, batch: dict) -> int:
         x = batch["latents"] if "latents" in batch else batch["video"]

@@ -142,6 +142,9 @@ class LavieRunConfig:
                               "(or sample, e.g. with lavie.residual; an ε-predicting tiny VSR samples noise)")
         if d.timestep_respacing:
             raise ConfigError("diffusion.timestep_respacing: LaVie stages train on all diffusion steps; remove it")
+        if self.train.preservation.weight:
+            raise ConfigError("train.preservation: Latte models only (LaVie stages are fine-tuned on clips; use "
+                              "train.preservation.weight 0)")
         latent = unet.out_channels
         expected_in = {"base": latent, "interp": 2 * latent, "vsr": latent + unet.low_res_channels}[lv.stage]
         if unet.in_channels != expected_in:
