@@ -113,7 +113,8 @@ class LatteTask(TaskBase):
             frozen = Latte(self.config.model)
             init_model_from(frozen, tc.init_from, tc.init_temporal_from_spatial)
             engine.info(f"train.preservation: sampling {len(tc.preservation.prompts)} videos of the frozen model")
-            self.preservation = Preservation.build(self, frozen.to(self.device), progress=engine.dist.is_main)
+            self.preservation = Preservation.build(self, frozen.to(self.device),
+                                                   progress=engine.progress and engine.dist.is_main)
 
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         return list(model.blocks)
