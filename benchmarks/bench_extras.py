@@ -112,8 +112,10 @@ def part_lora(qs: Path, work: Path, steps: int, detector, heads, log, gifs, colo
     if preserve is not None:  # the recipe's self-distillation weight (train.preservation; 0 = off)
         overrides = (f"train.preservation.weight={preserve}", *overrides)
     prompts = training_prompts(spec_of(base_run))
-    add = lambda manifest: add_prior_stills(manifest, LattePipeline.from_run(base_run), prompts, prior)  # noqa: E731
-    res = personalise(qs, work, detector, heads, budget, log, gifs, overrides, still_caption, add)
+    def add(manifest: Path) -> int:
+        return add_prior_stills(manifest, LattePipeline.from_run(base_run), prompts, prior)
+
+    res = personalise(qs, work, detector, heads, budget, log, gifs, overrides, still_caption, add if prior else None)
     res.pop("adapter_path")
     return res
 

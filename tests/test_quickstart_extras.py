@@ -80,6 +80,7 @@ def test_frame_conditioning_config_turns_the_base_run_into_a_wrap_fine_tune(tmp_
     assert cfg["model"]["frame_conditioning"] is True and cfg["data"]["synthetic"]["motion"] == "wrap"
     assert cfg["train"]["use_cache"] is False and cfg["train"]["init_from"] == str(base)
     assert cfg["train"]["max_steps"] == cfg["train"]["ckpt_every"] == 30 and cfg["validation"]["every"] == 0
+    assert frame_conditioning_config(base, tmp_path / "fc", 3000)["train"]["ckpt_every"] == 500  # resumable
     assert frame_conditioning_config(base, tmp_path / "fc", 30, "bounded")["train"]["use_cache"] is True
 
 

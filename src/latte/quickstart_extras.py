@@ -242,23 +242,25 @@ def frame_conditioning_config(base_run: Path, run_dir: Path, steps: int, motion:
     if motion != "bounded":
         data["train"]["use_cache"] = False  # the quickstart's latent cache holds its bounded clips
     data["train"].update(run_dir=str(run_dir), init_from=str(base_run), max_steps=steps, lr=5e-4,
-                         lr_schedule="constant", warmup_steps=0, min_lr=0.0, ema_decay=0.98, ckpt_every=steps,
-                         log_every=max(1, min(100, steps // 5)), keep_last=1)
+                         lr_schedule="constant", warmup_steps=0, min_lr=0.0, ema_decay=0.98,
+                         ckpt_every=min(steps, 500), log_every=max(1, min(100, steps // 5)), keep_last=1)
     data["validation"]["every"] = 0
     return data
 
 
 def fine_tune_frames(base_run: Path, run_dir: Path, steps: int, motion: str = "wrap",
                      log: Callable[[str], None] = print, progress: bool = False) -> dict:
-    """Train :func:`frame_conditioning_config` unless its last checkpoint exists; steps, seconds, CPU seconds
-    (None when reused)."""
+    """Train :func:`frame_conditioning_config` unless its last checkpoint exists (an interrupted fine-tune resumes
+    from its latest checkpoint, every 500 steps); steps, seconds, CPU seconds (None when reused)."""
     from latte.training.config import run_config_from_dict
     from latte.training.trainer import train
 
     reused = (run_dir / "checkpoints" / f"step_{steps:07d}").is_dir()  # rerunning reuses the fine-tuned run
+    resume = str(run_dir) if (run_dir / "checkpoints" / "latest").is_file() else None
     t0, c0 = time.perf_counter(), time.process_time()
     if not reused:
-        train(run_config_from_dict(frame_conditioning_config(base_run, run_dir, steps, motion)), progress=progress)
+        train(run_config_from_dict(frame_conditioning_config(base_run, run_dir, steps, motion)), resume=resume,
+              progress=progress)
     seconds, cpu = (None, None) if reused else (time.perf_counter() - t0, time.process_time() - c0)
     log(f"fc fine-tune: {steps} steps in {seconds} s ({cpu} s CPU)" + (" (reused)" if reused else ""))
     return {"fine_tune_steps": steps, "fine_tune_seconds": seconds, "fine_tune_cpu_seconds": cpu}
