@@ -34,6 +34,7 @@ from latte.data.config import SyntheticConfig
 from latte.data.synthetic import caption_for
 from latte.io import load_yaml_mapping
 from latte.metrics.synthetic import attribute_accuracy, load_classifier, parse_caption
+from latte.quickstart_extras import segment_frame_change
 from latte.sampling import LattePipeline, save_videos
 
 
@@ -51,15 +52,8 @@ def accuracy(detector, heads, videos: torch.Tensor, prompts: list[str]) -> dict:
 
 
 def frame_change(videos: torch.Tensor, segment: int) -> dict:
-    """Mean |x[t+1] - x[t]| of uint8 ``videos (N, 3, T, H, W)`` at segment borders and inside segments."""
-    x = videos.double() / 255.0
-    per_step = (x[:, :, 1:] - x[:, :, :-1]).abs().mean(dim=(0, 1, 3, 4))  # (T-1,): step t -> t+1
-    border = torch.tensor([(t + 1) % segment == 0 for t in range(per_step.numel())])
-    out = {"inside": float(per_step[~border].mean())}
-    if border.any():
-        out["border"] = float(per_step[border].mean())
-        out["border_over_inside"] = out["border"] / out["inside"]
-    return out
+    """:func:`latte.quickstart_extras.segment_frame_change` of uint8 ``videos (N, 3, T, H, W)``."""
+    return segment_frame_change(videos.permute(0, 2, 3, 4, 1).numpy(), segment)
 
 
 def main() -> None:

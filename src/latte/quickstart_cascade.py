@@ -34,10 +34,11 @@ import torch
 import torch.nn.functional as F
 
 from latte.config import SHIPPED_CONFIGS, ConfigError
-from latte.io import atomic_write_text, atomic_write_yaml, load_yaml_mapping
+from latte.io import atomic_write_yaml, load_yaml_mapping
 from latte.quickstart import CONFIG_DIR as BASE_CONFIG_DIR
 from latte.quickstart import Budget as BaseBudget
 from latte.quickstart import StagedRun
+from latte.quickstart_report import write_report_section
 from latte.data.transforms import bicubic_upsample, linear_blend
 
 CONFIG_DIR = SHIPPED_CONFIGS / "quickstart_cascade"
@@ -356,18 +357,8 @@ def write_cascade_report(qs: CascadeQuickstart) -> Path:
         *[f"![cascade {i}]({g})" for i, g in enumerate(sm["showcase"])], "",
         "| cascade stage | seconds | load average (start, end) |", "|---|---|---|", *times, "",
         f"Configs: `{qs.paths['configs']}/cascade_interp.yaml`, `cascade_vsr.yaml` (`latte train` each).", REPORT_END]
-    section = "\n".join(lines) + "\n"
-
-    atomic_write_text(qs.out / "report_cascade.md", "# latte quickstart: the cascade\n\n" + section)
-    report = qs.out / "report.md"
-    text = report.read_text() if report.is_file() else "# latte quickstart report\n"
-    if REPORT_BEGIN in text and REPORT_END in text:
-        head, rest = text.split(REPORT_BEGIN, 1)
-        text = head + section.rstrip("\n") + rest.split(REPORT_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    atomic_write_text(report, text)
-    return report
+    return write_report_section(qs.out, "cascade", "latte quickstart: the cascade", "\n".join(lines) + "\n",
+                                REPORT_BEGIN, REPORT_END)
 
 
 def _generator(seed: int) -> torch.Generator:

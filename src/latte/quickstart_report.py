@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from latte.io import atomic_write_text
+
 BARS = {"accuracy_train": 0.95, "accuracy_heldout": 0.80, "fvd_ratio": 1.0,
         # the stricter count: the clip classifier right and the asked colour and shape in every frame
         "every_frame_train": 0.95, "every_frame_heldout": 0.80}
@@ -123,3 +125,19 @@ def write_report(qs) -> Path:
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def write_report_section(out: Path, name: str, title: str, section: str, begin: str, end: str) -> Path:
+    """A section of a quickstart add-on (``--cascade``, ``--extras``): ``OUT/report_<name>.md`` headed ``title``,
+    and the same ``section`` (which starts with the ``begin`` marker and ends with ``end``) inside
+    ``OUT/report.md``, replacing the one between the markers there (appended when the report has none)."""
+    atomic_write_text(out / f"report_{name}.md", f"# {title}\n\n" + section)
+    report = out / "report.md"
+    text = report.read_text() if report.is_file() else "# latte quickstart report\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    atomic_write_text(report, text)
+    return report

@@ -12,6 +12,11 @@ def register(sub) -> None:
                    help="then the LaVie cascade on top: train tiny x4 interpolation and x4 super-resolution stages, "
                         "run base -> interp -> vsr and add a section to the report (~10 min more; "
                         "latte.quickstart_cascade)")
+    p.add_argument("--extras", action="store_true",
+                   help="then personalisation (a new colour from 64 stills, LoRA) and frame conditioning "
+                        "(image-to-video, 32-frame extension) on the quickstart's model, with the bars and GIFs in a "
+                        "section of the report (latte.quickstart_extras; ~30+ min more on 2 cores, mostly the "
+                        "3000-step frame-conditioned fine-tune)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars in any stage (the training stages still print their log lines)")
     p.set_defaults(func=run)
@@ -46,4 +51,13 @@ def run(args) -> int:
         for measure, value, bar, met in cascade_bars(cq):
             print(f"  {measure}: {value} ({bar}: {'met' if met else 'NOT met'})")
         print(f"cascade videos: {cq.paths['samples']}\nreport section: {cq.out / 'report_cascade.md'}")
+    if args.extras:
+        from latte.quickstart_extras import ExtrasQuickstart, extras_bars
+
+        eq = ExtrasQuickstart(args.out, budget=args.budget, progress=not args.no_progress)
+        eq.run()
+        print("\nextras (personalisation, frame conditioning):")
+        for measure, value, bar, met in extras_bars(eq):
+            print(f"  {measure}: {value} ({bar}: {'met' if met else 'NOT met'})")
+        print(f"extras work files: {eq.paths['work']}\nreport section: {eq.out / 'report_extras.md'}")
     return 0

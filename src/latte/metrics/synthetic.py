@@ -11,6 +11,8 @@ A small 3D-conv classifier, trained in minutes on CPU (``latte train-classifier`
 * **right in every frame** (:func:`every_frame_check`): the clip classifier gets every asked attribute right and
   each frame, checked on its own without a network, shows the asked colour and shape; and the **flicker rate**
   (share of videos whose colour or shape changes between frames), which a whole-clip classifier misses;
+* **object hue** (no network, :func:`object_hue`): the mean hue of the shape's pixels, to tell a colour the
+  classifier has no head for (e.g. one learned by personalisation);
 * **temporal consistency** (no network): mean absolute frame-to-frame change and "flicker" (mean absolute
   second temporal difference), in [0, 1] intensity units; compare generated values with the real ones.
 
@@ -281,6 +283,31 @@ def temporal_consistency(videos: torch.Tensor) -> dict[str, float]:
     first = x[:, :, 1:] - x[:, :, :-1]
     second = first[:, :, 1:] - first[:, :, :-1]
     return {"frame_change": float(first.abs().mean()), "flicker": float(second.abs().mean())}
+
+
+def object_hue(video: np.ndarray) -> tuple[float, float]:
+    """Circular mean hue (degrees, HSV) of the object pixels (value > 0.35, saturation > 0.4: the shape, not the
+    dark background) of a uint8 ``(..., H, W, 3)`` video or image, and the fraction of pixels that are object;
+    ``(nan, 0.0)`` when there is no object pixel."""
+    x = video.reshape(-1, 3).astype(np.float64) / 255.0
+    top, low = x.max(1), x.min(1)
+    keep = (top > 0.35) & ((top - low) / np.maximum(top, 1e-6) > 0.4)
+    if not keep.any():
+        return float("nan"), 0.0
+    (r, g, b), top, span = x[keep].T, top[keep], (top - low)[keep]
+    sector = np.where(r == top, (g - b) / span, np.where(g == top, 2 + (b - r) / span, 4 + (r - g) / span))
+    angles = np.radians(sector * 60.0)  # colorsys' hue, as an angle
+    mean = np.degrees(np.arctan2(np.sin(angles).mean(), np.cos(angles).mean())) % 360
+    return float(mean), float(keep.mean())
+
+
+def hue_in_range(videos: np.ndarray, hue_range: tuple[float, float]) -> dict[str, float]:
+    """Object hue of each uint8 ``(N, T, H, W, 3)`` video (:func:`object_hue`): the median over videos and the
+    share of videos whose hue lies in ``hue_range`` (degrees, low <= high)."""
+    hues = np.array([object_hue(v)[0] for v in videos])
+    low, high = hue_range
+    return {"median_hue_deg": float(np.nanmedian(hues)) if np.isfinite(hues).any() else float("nan"),
+            "videos_in_hue_range": float(np.mean((hues >= low) & (hues <= high)))}
 
 
 def synthetic_real_videos(cfg: ClassifierTrainConfig, num: int, num_frames: int, seed_offset: int = 0,
