@@ -577,7 +577,7 @@ def build_app(queue: Optional[RequestQueue], missing: str = "", title: str = "La
                 steps = gr.Slider(1, limits.max_steps, value=min(opts.steps, limits.max_steps), step=1,
                                   label="Steps", elem_id="steps")
                 guidance = gr.Slider(1.0, limits.max_guidance, value=opts.guidance, step=0.5,
-                                     label="Guidance (1 = none)", visible=opts.conditioning != "none")
+                                     label="Guidance (1 = none)", visible=opts.conditioning != "none", elem_id="guidance")
                 stages = gr.CheckboxGroup(choices=[(s.label, s.name) for s in opts.stages],
                                           value=[s.name for s in opts.stages if s.default], label="Stages",
                                           visible=bool(opts.stages), elem_id="stages")
