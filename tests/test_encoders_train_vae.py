@@ -115,3 +115,44 @@ def test_frames_per_video_draws_a_subset_of_each_video():
     assert ((ids // 5) == torch.arange(3)[:, None]).all()  # two frames from each video
     assert (ids % 5 == ids[0] % 5).all() and ids[0, 0] != ids[0, 1]
     assert pick_frames(frames, 3, None, None) is frames
+
+
+def test_decoder_fine_tune_keeps_every_latent_and_changes_only_the_decoder(tmp_path):
+    from diffusers import AutoencoderKL
+
+    data = moving_squares(12, 4, 16, seed=3)
+    base = tiny_config(tmp_path / "base", max_steps=8, data={**TINY["data"], "holdout_videos": 2})
+    train_vae(base, dataset=data, progress=False)
+    folder = tmp_path / "base" / "run" / "vae"
+    other = moving_squares(12, 4, 16, seed=9)  # new content to decode
+    tuned = tiny_config(tmp_path / "tuned", max_steps=30, init_from=str(folder), trainable="decoder",
+                        data={**TINY["data"], "holdout_videos": 2})
+    report = train_vae(tuned, dataset=other, progress=False)
+    a = AutoencoderKL.from_pretrained(folder)
+    b = AutoencoderKL.from_pretrained(tmp_path / "tuned" / "run" / "vae")
+    sa, sb = a.state_dict(), b.state_dict()
+    after_latent = [k for k in sa if k.startswith(("decoder.", "post_quant_conv."))]
+    assert after_latent and all(torch.equal(sa[k], sb[k]) for k in sa if k not in after_latent)
+    assert any(not torch.equal(sa[k], sb[k]) for k in after_latent)
+    assert b.config.scaling_factor == a.config.scaling_factor == report["scaling_factor"]
+    videos = torch.stack([it["video"] for it in other[:3]])
+    encode = lambda path: build_autoencoder({"kind": "trained", "path": str(path)}).encode(  # noqa: E731
+        videos, generator=torch.Generator().manual_seed(0))  # the same posterior draw
+    za, zb = encode(folder), encode(tmp_path / "tuned" / "run" / "vae")
+    assert torch.equal(za, zb)  # the same latents: models trained on them keep working
+    assert report["psnr"] > report["psnr_before"]  # decoding the new content improved from the start
+
+
+def test_decoder_fine_tune_needs_a_matching_trained_folder(tmp_path):
+    with pytest.raises(ConfigError, match="set init_from"):
+        tiny_config(tmp_path, trainable="decoder")
+    data = moving_squares(6, 4, 16, seed=3)
+    train_vae(tiny_config(tmp_path / "base", max_steps=2, data={**TINY["data"], "holdout_videos": 2}), dataset=data,
+              progress=False)
+    wrong = tiny_config(tmp_path / "w", max_steps=2, init_from=str(tmp_path / "base" / "run" / "vae"),
+                        trainable="decoder", vae={**TINY["vae"], "latent_channels": 8},
+                        data={**TINY["data"], "holdout_videos": 2})
+    with pytest.raises(ConfigError, match=r"vae.latent_channels \(\[4\] there, \[8\] here\)"):
+        train_vae(wrong, dataset=data, progress=False)
+    with pytest.raises(ConfigError, match="not an AutoencoderKL folder"):
+        train_vae(tiny_config(tmp_path / "x", init_from=str(tmp_path)), dataset=data, progress=False)

@@ -178,7 +178,7 @@ def test_preservation_keeps_the_frozen_models_predictions_and_resumes_exactly(tm
 @pytest.mark.parametrize("change, message", [
     ({"preservation": {"weight": 1.0, "prompts": []}}, "train.preservation.prompts: required"),
     ({"preservation": {"weight": 1.0, "prompts": PRESERVED, "inputs": ["frames"]}}, "train.preservation.inputs"),
-    ({"preservation": {"weight": 1.0, "prompts": PRESERVED}, "init_from": None}, "needs train.init_from"),
+    ({"preservation": {"weight": 1.0, "prompts": PRESERVED}, "init_from": None}, "needs train.init_from or"),
 ])
 def test_preservation_config_errors_name_the_key(tmp_path, change, message):
     data = to_dict(_preserving(tmp_path, tmp_path / "base", 1.0))

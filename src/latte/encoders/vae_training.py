@@ -112,6 +112,13 @@ class VAETrainConfig:
     ckpt_every: int = option(500, "write a resumable checkpoint every N steps (and at the end)")
     keep_last: int = option(2, "checkpoints kept (older ones are deleted)")
     scaling_sample_frames: int = option(512, "training frames encoded to fit the latent scaling factor 1/std")
+    init_from: Optional[str] = option(
+        None, "start from a trained AutoencoderKL folder (e.g. a quickstart's RUN/vae) instead of fresh weights; "
+              "the vae section must describe its architecture (checked)")
+    trainable: Literal["all", "decoder"] = option(
+        "all", "'decoder' (needs init_from): fine-tune only the decoder and post_quant_conv; the encoder, hence "
+               "every latent and the scaling factor, stays exactly as it was, so diffusion models trained on its "
+               "latents keep working (how SD's VAE decoders were fine-tuned); 'all': every weight")
 
     def validate(self) -> None:
         if self.frames_per_video is not None and self.frames_per_video < 1:
@@ -119,6 +126,9 @@ class VAETrainConfig:
         for key in ("max_steps", "batch_size", "log_every", "ckpt_every", "keep_last", "scaling_sample_frames"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {getattr(self, key)}")
+        if self.trainable == "decoder" and not self.init_from:
+            raise ConfigError("trainable: 'decoder' fine-tunes a trained autoencoder's decoder; set init_from to its "
+                              "folder")
 
 
 # ----------------------------------------------------------------------------------------------- data

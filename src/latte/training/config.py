@@ -78,15 +78,19 @@ PRESERVATION_INPUTS = ("videos", "stills")
 
 @dataclasses.dataclass
 class PreservationConfig:
-    """Prior preservation by self-distillation (fine-tuning on a few stills, personalisation): before training
-    the frozen ``train.init_from`` model samples a video of each of ``prompts``; every training item is paired
-    with one of them, noised at its own random timestep, and the trained model's prediction on it is pulled
-    toward the frozen model's (mean squared difference, times ``weight``, added to the loss)."""
+    """Prior preservation by self-distillation (fine-tuning on a few stills, personalisation; a new skill that must
+    not cost the old ones): before training the frozen starting model (``train.init_from``, or ``frozen_from``)
+    samples a video of each of ``prompts``; every training item is paired with one of them, noised at its own
+    random timestep, and the trained model's prediction on it is pulled toward the frozen model's (mean squared
+    difference, times ``weight``, added to the loss)."""
 
     weight: float = option(0.0, "weight of the preservation loss added to the diffusion loss; 0 = off (needs "
                                 "train.init_from, a text-conditional model and prompts)", min=0)
     prompts: list[str] = option(help="captions the model must keep rendering as it did (e.g. its training "
                                      "captions; repeat one to give it more videos)", factory=list)
+    frozen_from: Optional[str] = option(
+        None, "the model whose videos are kept (anything train.init_from takes); null = train.init_from. Set it "
+              "when continuing a fine-tune (init_from the earlier run) that must stay close to the original model")
     frames: int = option(0, "frames of each preserved video (the length you sample); 0 = model.num_frames",
                          min=0)
     inputs: list[str] = option(
@@ -268,9 +272,9 @@ class RunConfig:
             if conditioning != "text":
                 raise ConfigError("train.preservation: keeps a text-conditional model's videos of prompts; "
                                   f"model.conditioning is '{conditioning}'")
-            if not self.train.init_from:
-                raise ConfigError("train.preservation: needs train.init_from (the frozen model whose videos are "
-                                  "kept)")
+            if not (self.train.init_from or self.train.preservation.frozen_from):
+                raise ConfigError("train.preservation: needs train.init_from or train.preservation.frozen_from (the "
+                                  "frozen model whose videos are kept)")
 
 
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

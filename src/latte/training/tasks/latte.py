@@ -111,7 +111,7 @@ class LatteTask(TaskBase):
 
             tc = self.config.train
             frozen = Latte(self.config.model)
-            init_model_from(frozen, tc.init_from, tc.init_temporal_from_spatial)
+            init_model_from(frozen, tc.preservation.frozen_from or tc.init_from, tc.init_temporal_from_spatial)
             engine.info(f"train.preservation: sampling {len(tc.preservation.prompts)} videos of the frozen model")
             self.preservation = Preservation.build(self, frozen.to(self.device),
                                                    progress=engine.progress and engine.dist.is_main)

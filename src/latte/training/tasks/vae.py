@@ -30,12 +30,16 @@ __all__ = ["VAETask", "train_vae", "engine_config"]
 _ARCH_KEYS = ("block_out_channels", "layers_per_block", "latent_channels", "norm_num_groups")
 
 
+DECODER_PARAMETERS = ["decoder.*", "post_quant_conv.*"]  # trainable 'decoder': everything after the latent
+
+
 def engine_config(cfg: VAETrainConfig) -> TrainConfig:
     """The engine settings of a ``latte train-vae`` config (no EMA, float32, one batch per step)."""
     return TrainConfig(run_dir=cfg.run_dir, seed=cfg.seed, max_steps=cfg.max_steps, batch_size=cfg.batch_size,
                        lr=cfg.lr, lr_schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps,
                        weight_decay=cfg.weight_decay, clip_grad_norm=cfg.clip_grad_norm, ema_decay=None,
-                       log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, keep_last=cfg.keep_last, num_workers=0)
+                       log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, keep_last=cfg.keep_last, num_workers=0,
+                       trainable=DECODER_PARAMETERS if cfg.trainable == "decoder" else "all")
 
 
 class VAETask(TaskBase):
@@ -65,7 +69,16 @@ class VAETask(TaskBase):
 
     def build_model(self, device: torch.device, resuming: bool) -> nn.Module:
         self.device, self.resuming = device, resuming
-        return build_vae(self.cfg.vae, sample_size=self.height)
+        model = build_vae(self.cfg.vae, sample_size=self.height)
+        if self.cfg.init_from:  # the architecture must be the folder's; its weights (and scaling factor) start
+            folder = Path(self.cfg.init_from)
+            if not (folder / "config.json").is_file():
+                raise ConfigError(f"init_from: {folder} is not an AutoencoderKL folder (no config.json)")
+            _check_architecture(json.loads((folder / "config.json").read_text()), self.cfg, f"init_from {folder}")
+            if not resuming:
+                self.load_weights(model, folder)
+            model.register_to_config(scaling_factor=json.loads((folder / "config.json").read_text())["scaling_factor"])
+        return model
 
     def setup(self, engine) -> None:
         if engine.dist.enabled:
@@ -107,11 +120,7 @@ class VAETask(TaskBase):
 
     def check_resume(self, checkpoint_dir: Path) -> None:
         saved = json.loads((checkpoint_dir / self.model_dir / "config.json").read_text())
-        mine = to_dict(self.cfg.vae)
-        mismatched = [k for k in _ARCH_KEYS if _as_list(saved[k]) != _as_list(mine[k])]
-        if mismatched:
-            raise ConfigError(f"--resume {checkpoint_dir}: the checkpoint's VAE differs from the config in "
-                              f"{', '.join('vae.' + k for k in mismatched)}")
+        _check_architecture(saved, self.cfg, f"--resume {checkpoint_dir}")
 
     def save_config(self, folder: Path) -> None:
         atomic_write_yaml(Path(folder) / "vae_train_config.yaml", to_dict(self.cfg))
@@ -128,6 +137,16 @@ class VAETask(TaskBase):
 
 def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _check_architecture(saved: dict, cfg: VAETrainConfig, where: str) -> None:
+    """A saved AutoencoderKL ``config.json`` must have the config's ``vae`` architecture."""
+    mine = to_dict(cfg.vae)
+    mismatched = [k for k in _ARCH_KEYS if _as_list(saved[k]) != _as_list(mine[k])]
+    if mismatched:
+        raise ConfigError(f"{where}: the saved VAE differs from the config in "
+                          + ", ".join(f"vae.{k} ({_as_list(saved[k])} there, {_as_list(mine[k])} here)"
+                                      for k in mismatched))
 
 
 def train_vae(cfg: VAETrainConfig, dataset: Sequence[dict] | None = None, resume: str | Path | None = None,
@@ -148,8 +167,11 @@ def train_vae(cfg: VAETrainConfig, dataset: Sequence[dict] | None = None, resume
     if result.step < cfg.max_steps:  # stopped by a signal: checkpoint written, no final artefacts
         return {"stopped_at": result.step, "run_dir": str(run_dir)}
     vae = engine.model
-    scaling = fit_scaling_factor(vae, dataset, list(range(task.n_train)), cfg.scaling_sample_frames, engine.device,
-                                 seed=mix_seed(cfg.seed, 2))
+    if cfg.trainable == "decoder":  # the encoder did not move: its latents keep their scale
+        scaling = float(vae.config.scaling_factor)
+    else:
+        scaling = fit_scaling_factor(vae, dataset, list(range(task.n_train)), cfg.scaling_sample_frames,
+                                     engine.device, seed=mix_seed(cfg.seed, 2))
     vae.register_to_config(scaling_factor=scaling)
     final_psnr = reconstruction_psnr(vae, dataset, task.heldout, engine.device)
     from torch.utils.tensorboard import SummaryWriter
