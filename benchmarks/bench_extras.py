@@ -41,9 +41,9 @@ import torch
 from PIL import Image
 
 from latte.metrics.synthetic import load_classifier
-from latte.quickstart_extras import (EXTRAS_BUDGETS, NEW_COLOURS, STILL_CAPTION, extension, fine_tune_frames,
-                                     image_to_video, personalise, sample, spec_of, training_prompts, wrap_evaluator,
-                                     wrap_truth_accuracy)
+from latte.quickstart_extras import (EXTRAS_BUDGETS, NEW_COLOURS, STILL_CAPTION, extension, fine_tune_decoder,
+                                     fine_tune_frames, fine_tune_preserving, image_to_video, personalise, sample,
+                                     spec_of, training_prompts, wrap_evaluator, wrap_truth_accuracy)
 from latte.sampling import LattePipeline, SampleOutput, save_videos
 
 BUDGET = EXTRAS_BUDGETS["full"]  # DDIM 25 at the quickstart's guidance
@@ -57,13 +57,22 @@ def save_gifs(videos: np.ndarray, gifs: Path | None, name: str) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 def part_fc(qs: Path, work: Path, steps: int, detector, heads, log, gifs, i2v_videos: int, save,
-            motion: str = "wrap") -> dict:
+            motion: str = "wrap", preserve_steps: int = 0, decoder_steps: int = 0) -> dict:
     base_run = qs / "latte"
     budget = replace(BUDGET, fc_steps=steps, i2v_videos=i2v_videos)
-    res = fine_tune_frames(base_run, work / "fc", steps, motion, log)
-    base = LattePipeline.from_run(base_run)
-    fc = LattePipeline.from_run(work / "fc")
     spec = spec_of(base_run)
+    res = fine_tune_frames(base_run, work / "fc", steps, motion, log)
+    run, decoder = work / "fc", None
+    if decoder_steps:  # the autoencoder's decoder fine-tuned on the same clips (same latents)
+        found = fine_tune_decoder(qs, work / "decoder", decoder_steps, motion, log)
+        decoder = found.pop("decoder")
+        res.update(found)
+    if preserve_steps:  # then with train.preservation toward the base model's text-to-video
+        res.update(fine_tune_preserving(work / "fc", base_run, work / "fc_preserved", preserve_steps,
+                                        training_prompts(spec), decoder, budget.cfg_scale, log=log))
+        run = work / "fc_preserved"
+    base = LattePipeline.from_run(base_run)
+    fc = LattePipeline.from_run(run)
     frames = base.model.config.num_frames
     for split in ("val", "heldout"):
         t0 = time.perf_counter()
@@ -126,6 +135,11 @@ def main() -> None:
     parser.add_argument("--work", required=True, help="scratch folder for the fine-tuned runs and stills")
     parser.add_argument("--parts", default="fc,lora")
     parser.add_argument("--fc-steps", type=int, default=600)
+    parser.add_argument("--preserve-steps", type=int, default=0,
+                        help="then steps with train.preservation toward the base model's text-to-video (0 = none)")
+    parser.add_argument("--decoder-steps", type=int, default=0,
+                        help="decoder-only fine-tune of the quickstart autoencoder on the same clips (0 = none; "
+                             "needs --preserve-steps to be used: the preserved run records it)")
     parser.add_argument("--lora-steps", type=int, default=150)
     parser.add_argument("--colour", default="orange", choices=sorted(NEW_COLOURS), help="the new colour to learn")
     parser.add_argument("--prior", type=int, default=0,
@@ -147,6 +161,8 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--gifs", default=None, metavar="DIR")
     args = parser.parse_args()
+    if args.decoder_steps and not args.preserve_steps:
+        parser.error("--decoder-steps: the decoder is recorded by the --preserve-steps run; give both")
     torch.set_num_threads(args.threads)
     qs, work = Path(args.qs), Path(args.work)
     gifs = Path(args.gifs) if args.gifs else None
@@ -165,7 +181,8 @@ def main() -> None:
 
     if "fc" in args.parts:
         results["frame_conditioning"] = part_fc(qs, work, args.fc_steps, detector, meta["heads"], log, gifs,
-                                                args.i2v_videos, save("frame_conditioning"), args.motion)
+                                                args.i2v_videos, save("frame_conditioning"), args.motion,
+                                                args.preserve_steps, args.decoder_steps)
     if "lora" in args.parts:
         results["personalisation"] = part_lora(qs, work, args.lora_steps, detector, meta["heads"], log, gifs,
                                                args.colour, args.prior, tuple(args.lora_set), args.still_caption,
