@@ -47,17 +47,20 @@ def run(args) -> int:
 
         cq = CascadeQuickstart(args.out, budget=args.budget, progress=not args.no_progress)
         cq.run()
-        print("\ncascade (base -> x4 interpolation -> x4 super-resolution):")
-        for measure, value, bar, met in cascade_bars(cq):
-            print(f"  {measure}: {value} ({bar}: {'met' if met else 'NOT met'})")
+        _print_bars("cascade (base -> x4 interpolation -> x4 super-resolution)", cascade_bars(cq))
         print(f"cascade videos: {cq.paths['samples']}\nreport section: {cq.out / 'report_cascade.md'}")
     if args.extras:
         from latte.quickstart_extras import ExtrasQuickstart, extras_bars
 
         eq = ExtrasQuickstart(args.out, budget=args.budget, progress=not args.no_progress)
         eq.run()
-        print("\nextras (personalisation, frame conditioning):")
-        for measure, value, bar, met in extras_bars(eq):
-            print(f"  {measure}: {value} ({bar}: {'met' if met else 'NOT met'})")
+        _print_bars("extras (personalisation, frame conditioning)", extras_bars(eq))
         print(f"extras work files: {eq.paths['work']}\nreport section: {eq.out / 'report_extras.md'}")
     return 0
+
+
+def _print_bars(title: str, bars) -> None:
+    """``(measure, value, bar, met)`` rows as ``measure: value (bar: met / NOT met)`` lines under ``title``."""
+    print(f"\n{title}:")
+    for measure, value, bar, met in bars:
+        print(f"  {measure}: {value} ({bar}: {'met' if met else 'NOT met'})")
