@@ -58,10 +58,10 @@ class ExtrasBudget:
     """How much work each extras stage does; ``smoke`` is the end-to-end test's path."""
 
     lora_steps: Optional[int] = None  # None: the recipe's
-    preservation_steps: Optional[int] = None  # DDIM steps of the recipe's preserved videos; None: the recipe's
+    preserved_video_steps: Optional[int] = None  # DDIM steps of the recipe's preserved videos; None: the recipe's
     eval_seeds: int = 4  # noise seeds per prompt of the personalisation evaluation (0, 1000, ...)
     fc_steps: int = 3000  # fine-tuning steps of the frame-conditioned model on wrap clips
-    preserve_steps: int = 1500  # then steps with train.preservation toward the base model's own videos
+    preserve_steps: int = 1500  # then training steps with train.preservation toward the base model's videos
     decoder_steps: int = 400  # decoder-only fine-tune of the quickstart autoencoder on wrap clips
     i2v_videos: int = 12  # image-to-video clips per split (val: training combinations; heldout)
     extension_factor: int = 4  # extended videos are this many times the trained length
@@ -72,7 +72,7 @@ class ExtrasBudget:
 
 EXTRAS_BUDGETS = {
     "full": ExtrasBudget(),
-    "smoke": ExtrasBudget(lora_steps=2, preservation_steps=1, eval_seeds=1, fc_steps=2, preserve_steps=2,
+    "smoke": ExtrasBudget(lora_steps=2, preserved_video_steps=1, eval_seeds=1, fc_steps=2, preserve_steps=2,
                           decoder_steps=2, i2v_videos=1, sampling_steps=2),
 }
 
@@ -216,8 +216,8 @@ def personalise(qs: Path, work: Path, detector, heads: dict, budget: ExtrasBudge
     spec = spec_of(qs / "latte")
     manifest = colour_stills(work / "stills", STILLS, spec.shapes, spec.directions, budget.colour, caption)
     extra = add_stills(manifest) if add_stills else 0
-    if budget.preservation_steps:
-        overrides = (f"train.preservation.steps={budget.preservation_steps}", *overrides)
+    if budget.preserved_video_steps:
+        overrides = (f"train.preservation.steps={budget.preserved_video_steps}", *overrides)
     config = personalisation_config(qs, manifest, work / "lora", budget.lora_steps, overrides)
     if config.train.preservation.weight and sorted(config.train.preservation.prompts) != sorted(training_prompts(spec)):
         log("note: the recipe preserves other prompts than this quickstart's training captions")
@@ -269,7 +269,7 @@ def fine_tune_frames(base_run: Path, run_dir: Path, steps: int, motion: str = "w
 
 
 def preserving_config(fc_run: Path, base_run: Path, run_dir: Path, steps: int, prompts: list[str],
-                      autoencoder: Optional[Path] = None, cfg_scale: float = 2.0, preservation_steps: int = 25) -> dict:
+                      autoencoder: Optional[Path] = None, cfg_scale: float = 2.0, preserved_video_steps: int = 25) -> dict:
     """The frame-conditioned run ``fc_run`` continued for ``steps`` steps with ``train.preservation`` (whole clips,
     weight 1) keeping the *base* model's text-to-video videos of ``prompts``: the wrap fine-tune draws a clip's
     first frames less well than the base (objects that start split across two edges are new to it), and this pulls
@@ -280,14 +280,14 @@ def preserving_config(fc_run: Path, base_run: Path, run_dir: Path, steps: int, p
                          log_every=max(1, min(100, steps // 5)), keep_last=1)
     data["train"]["preservation"] = {"weight": 1.0, "prompts": list(prompts), "inputs": ["videos"],
                                      "frames": data["model"]["num_frames"], "cfg_scale": cfg_scale,
-                                     "steps": preservation_steps, "frozen_from": str(base_run)}
+                                     "steps": preserved_video_steps, "frozen_from": str(base_run)}
     if autoencoder is not None:
         data["autoencoder"]["path"] = str(autoencoder)
     return data
 
 
 def fine_tune_preserving(fc_run: Path, base_run: Path, run_dir: Path, steps: int, prompts: list[str],
-                         autoencoder: Optional[Path] = None, cfg_scale: float = 2.0, preservation_steps: int = 25,
+                         autoencoder: Optional[Path] = None, cfg_scale: float = 2.0, preserved_video_steps: int = 25,
                          log: Callable[[str], None] = print, progress: bool = False) -> dict:
     """Train :func:`preserving_config` unless its last checkpoint exists (resumes an interrupted run)."""
     from latte.training.config import run_config_from_dict
@@ -298,7 +298,7 @@ def fine_tune_preserving(fc_run: Path, base_run: Path, run_dir: Path, steps: int
     t0 = time.perf_counter()
     if not reused:
         config = preserving_config(fc_run, base_run, run_dir, steps, prompts, autoencoder, cfg_scale,
-                                   preservation_steps)
+                                   preserved_video_steps)
         train(run_config_from_dict(config), resume=resume, progress=progress)
     seconds = None if reused else time.perf_counter() - t0
     log(f"fc with preservation: {steps} steps in {seconds} s" + (" (reused)" if reused else ""))
@@ -447,7 +447,7 @@ class ExtrasQuickstart(StagedRun):
         spec = spec_of(base_run)
         result.update(fine_tune_preserving(self.paths["fc"], base_run, self.paths["fc_preserved"], b.preserve_steps,
                                            training_prompts(spec), decoder.pop("decoder"), b.cfg_scale,
-                                           b.preservation_steps or 25, self.log, self.progress), **decoder)
+                                           b.preserved_video_steps or 25, self.log, self.progress), **decoder)
         detector, meta = load_classifier(self.paths["classifier"])
         base, fc = LattePipeline.from_run(base_run), LattePipeline.from_run(self.paths["fc_preserved"])
         gifs = []
