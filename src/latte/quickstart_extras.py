@@ -65,6 +65,7 @@ class ExtrasBudget:
     decoder_steps: int = 400  # decoder-only fine-tune of the quickstart autoencoder on wrap clips
     i2v_videos: int = 12  # image-to-video clips per split (val: training combinations; heldout)
     extension_factor: int = 4  # extended videos are this many times the trained length
+    extension_seeds: int = 3  # videos per training prompt in the extension measurement (one video: 2.8 points)
     sampling_steps: int = BaseBudget().sampling_steps  # DDIM, as the quickstart
     cfg_scale: float = BaseBudget().cfg_scale  # the quickstart's guidance
     colour: str = "orange"
@@ -73,7 +74,7 @@ class ExtrasBudget:
 EXTRAS_BUDGETS = {
     "full": ExtrasBudget(),
     "smoke": ExtrasBudget(lora_steps=2, preserved_video_steps=1, eval_seeds=1, fc_steps=2, preserve_steps=2,
-                          decoder_steps=2, i2v_videos=1, sampling_steps=2),
+                          decoder_steps=2, i2v_videos=1, sampling_steps=2, extension_seeds=1),
 }
 
 
@@ -269,7 +270,8 @@ def fine_tune_frames(base_run: Path, run_dir: Path, steps: int, motion: str = "w
 
 
 def preserving_config(fc_run: Path, base_run: Path, run_dir: Path, steps: int, prompts: list[str],
-                      autoencoder: Optional[Path] = None, cfg_scale: float = 2.0, preserved_video_steps: int = 25) -> dict:
+                      autoencoder: Optional[Path] = None, cfg_scale: float = 2.0,
+                      preserved_video_steps: int = 25) -> dict:
     """The frame-conditioned run ``fc_run`` continued for ``steps`` steps with ``train.preservation`` (whole clips,
     weight 1) keeping the *base* model's text-to-video videos of ``prompts``: the wrap fine-tune draws a clip's
     first frames less well than the base (objects that start split across two edges are new to it), and this pulls
@@ -464,8 +466,9 @@ class ExtrasQuickstart(StagedRun):
         result["evaluator_on_true_wrap_segments"] = wrap_truth_accuracy(
             wrap_detector, wrap_meta["heads"], spec, frames, b.extension_factor * frames)
         prompts = training_prompts(spec)
-        result["extension"], long = extension(fc, base, prompts, wrap_detector, wrap_meta["heads"], b)
-        for i in (0, len(long) // 2):  # two extensions: different shapes and colours
+        result["extension"], long = extension(fc, base, prompts * b.extension_seeds, wrap_detector,
+                                              wrap_meta["heads"], b)
+        for i in (0, len(prompts) // 2):  # two extensions (first seed): different shapes and colours
             path = self.paths["gifs"] / f"extension_{i:02d}.gif"
             write_gif(path, np.ascontiguousarray(side_by_side([long[i]], 64)), fps=8)
             gifs.append({"kind": f"{long.shape[1]}-frame extension: {prompts[i]}",
@@ -542,8 +545,9 @@ def write_extras_report(qs: ExtrasQuickstart) -> Path:
         f"{f['preserve_steps']} more with `train.preservation` keeping the base model's own text-to-video videos "
         f"(whole clips, weight 1); videos decoded by the quickstart autoencoder with its decoder fine-tuned on wrap "
         f"clips ({f['decoder_steps']} steps, `latte train-vae` `trainable: decoder`: same latents); "
-        f"{ext['frames']}-frame videos of the {ext['videos']} training prompts clip after clip with "
-        f"{ext['context_frames']} context frames, each 8-frame segment read by the evaluator retrained on wrap clips "
+        f"{ext['frames']}-frame videos of the training prompts ({ext['videos']} videos: {b.extension_seeds} noise "
+        f"seed(s) each) clip after clip with {ext['context_frames']} context frames, each 8-frame segment read by "
+        "the evaluator retrained on wrap clips "
         f"(on true wrap clips it reads {', '.join(f'{a:.0%}' for a in f['evaluator_on_true_wrap_segments'])} "
         "per segment).", "",
         "| measure | value | bar |", "|---|---|---|", *rows, "",
