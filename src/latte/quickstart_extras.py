@@ -150,19 +150,29 @@ def personalisation_config(qs: Path, manifest: Path, run_dir: Path, steps: Optio
     return load_run_config(LORA_RECIPE, [*sets, *overrides])
 
 
-def train_adapter(config, log: Callable[[str], None] = print, progress: bool = False) -> dict:
-    """Train the adapter of ``config`` unless its last checkpoint exists; its folder, seconds and CPU seconds
-    (None when reused)."""
+def train_once(config, label: str, log: Callable[[str], None] = print, progress: bool = False):
+    """Train the run ``config`` (a RunConfig) unless its last checkpoint exists (rerunning reuses it; an
+    interrupted run resumes from its latest checkpoint); ``(seconds, CPU seconds)``, both None when reused."""
     from latte.training.trainer import train
 
-    steps = config.train.max_steps
-    adapter = Path(config.train.run_dir) / "checkpoints" / f"step_{steps:07d}" / "model"
-    reused = adapter.is_dir()  # rerunning reuses the trained adapter
+    run_dir, steps = Path(config.train.run_dir), config.train.max_steps
+    if (run_dir / "checkpoints" / f"step_{steps:07d}").is_dir():
+        log(f"{label}: {steps} steps (reused)")
+        return None, None
+    resume = str(run_dir) if (run_dir / "checkpoints" / "latest").is_file() else None
     t0, c0 = time.perf_counter(), time.process_time()
-    if not reused:
-        train(config, progress=progress)
-    seconds, cpu = (None, None) if reused else (time.perf_counter() - t0, time.process_time() - c0)
-    log(f"lora: {steps} steps in {seconds} s ({cpu} s CPU)" + (" (reused)" if reused else ""))
+    train(config, resume=resume, progress=progress)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    log(f"{label}: {steps} steps in {seconds:.0f} s ({cpu:.0f} s CPU)")
+    return seconds, cpu
+
+
+def train_adapter(config, log: Callable[[str], None] = print, progress: bool = False) -> dict:
+    """Train the adapter of ``config`` (:func:`train_once`); its folder, seconds and CPU seconds (None when
+    reused)."""
+    steps = config.train.max_steps
+    seconds, cpu = train_once(config, "lora", log, progress)
+    adapter = Path(config.train.run_dir) / "checkpoints" / f"step_{steps:07d}" / "model"
     return {"adapter": adapter, "steps": steps, "train_seconds": seconds, "train_cpu_seconds": cpu}
 
 
@@ -253,25 +263,18 @@ def frame_conditioning_config(base_run: Path, run_dir: Path, steps: int, motion:
 
 def fine_tune_frames(base_run: Path, run_dir: Path, steps: int, motion: str = "wrap",
                      log: Callable[[str], None] = print, progress: bool = False) -> dict:
-    """Train :func:`frame_conditioning_config` unless its last checkpoint exists (an interrupted fine-tune resumes
-    from its latest checkpoint, every 500 steps); steps, seconds, CPU seconds (None when reused)."""
+    """Train :func:`frame_conditioning_config` (:func:`train_once`: checkpoints every 500 steps to resume from);
+    steps, seconds, CPU seconds (None when reused)."""
     from latte.training.config import run_config_from_dict
-    from latte.training.trainer import train
 
-    reused = (run_dir / "checkpoints" / f"step_{steps:07d}").is_dir()  # rerunning reuses the fine-tuned run
-    resume = str(run_dir) if (run_dir / "checkpoints" / "latest").is_file() else None
-    t0, c0 = time.perf_counter(), time.process_time()
-    if not reused:
-        train(run_config_from_dict(frame_conditioning_config(base_run, run_dir, steps, motion)), resume=resume,
-              progress=progress)
-    seconds, cpu = (None, None) if reused else (time.perf_counter() - t0, time.process_time() - c0)
-    log(f"fc fine-tune: {steps} steps in {seconds} s ({cpu} s CPU)" + (" (reused)" if reused else ""))
+    config = run_config_from_dict(frame_conditioning_config(base_run, run_dir, steps, motion))
+    seconds, cpu = train_once(config, "fc fine-tune", log, progress)
     return {"fine_tune_steps": steps, "fine_tune_seconds": seconds, "fine_tune_cpu_seconds": cpu}
 
 
 def preserving_config(fc_run: Path, base_run: Path, run_dir: Path, steps: int, prompts: list[str],
                       autoencoder: Optional[Path] = None, cfg_scale: float = 2.0,
-                      preserved_video_steps: int = 25) -> dict:
+                      preserved_video_steps: Optional[int] = None) -> dict:
     """The frame-conditioned run ``fc_run`` continued for ``steps`` steps with ``train.preservation`` (whole clips,
     weight 1) keeping the *base* model's text-to-video videos of ``prompts``: the wrap fine-tune draws a clip's
     first frames less well than the base (objects that start split across two edges are new to it), and this pulls
@@ -282,28 +285,24 @@ def preserving_config(fc_run: Path, base_run: Path, run_dir: Path, steps: int, p
                          log_every=max(1, min(100, steps // 5)), keep_last=1)
     data["train"]["preservation"] = {"weight": 1.0, "prompts": list(prompts), "inputs": ["videos"],
                                      "frames": data["model"]["num_frames"], "cfg_scale": cfg_scale,
-                                     "steps": preserved_video_steps, "frozen_from": str(base_run)}
+                                     "frozen_from": str(base_run)}
+    if preserved_video_steps:  # DDIM steps of the preserved videos (None: the config's default)
+        data["train"]["preservation"]["steps"] = preserved_video_steps
     if autoencoder is not None:
         data["autoencoder"]["path"] = str(autoencoder)
     return data
 
 
 def fine_tune_preserving(fc_run: Path, base_run: Path, run_dir: Path, steps: int, prompts: list[str],
-                         autoencoder: Optional[Path] = None, cfg_scale: float = 2.0, preserved_video_steps: int = 25,
-                         log: Callable[[str], None] = print, progress: bool = False) -> dict:
-    """Train :func:`preserving_config` unless its last checkpoint exists (resumes an interrupted run)."""
+                         autoencoder: Optional[Path] = None, cfg_scale: float = 2.0,
+                         preserved_video_steps: Optional[int] = None, log: Callable[[str], None] = print,
+                         progress: bool = False) -> dict:
+    """Train :func:`preserving_config` (:func:`train_once`); steps and seconds (None when reused)."""
     from latte.training.config import run_config_from_dict
-    from latte.training.trainer import train
 
-    reused = (run_dir / "checkpoints" / f"step_{steps:07d}").is_dir()
-    resume = str(run_dir) if (run_dir / "checkpoints" / "latest").is_file() else None
-    t0 = time.perf_counter()
-    if not reused:
-        config = preserving_config(fc_run, base_run, run_dir, steps, prompts, autoencoder, cfg_scale,
-                                   preserved_video_steps)
-        train(run_config_from_dict(config), resume=resume, progress=progress)
-    seconds = None if reused else time.perf_counter() - t0
-    log(f"fc with preservation: {steps} steps in {seconds} s" + (" (reused)" if reused else ""))
+    config = run_config_from_dict(preserving_config(fc_run, base_run, run_dir, steps, prompts, autoencoder,
+                                                    cfg_scale, preserved_video_steps))
+    seconds, _ = train_once(config, "fc with preservation", log, progress)
     return {"preserve_steps": steps, "preserve_seconds": seconds}
 
 
@@ -449,7 +448,7 @@ class ExtrasQuickstart(StagedRun):
         spec = spec_of(base_run)
         result.update(fine_tune_preserving(self.paths["fc"], base_run, self.paths["fc_preserved"], b.preserve_steps,
                                            training_prompts(spec), decoder.pop("decoder"), b.cfg_scale,
-                                           b.preserved_video_steps or 25, self.log, self.progress), **decoder)
+                                           b.preserved_video_steps, self.log, self.progress), **decoder)
         detector, meta = load_classifier(self.paths["classifier"])
         base, fc = LattePipeline.from_run(base_run), LattePipeline.from_run(self.paths["fc_preserved"])
         gifs = []

@@ -32,11 +32,10 @@ _DRAW_PRESERVE = 3  # key of the per-sample generator (1 = VAE posterior, 2 = gi
 class Preservation:
     """The frozen model, its preserved videos and the per-item distillation loss of ``train.preservation``."""
 
-    def __init__(self, config, frozen: nn.Module, latents: torch.Tensor, prompts: list[str], num_timesteps: int):
+    def __init__(self, config, frozen: nn.Module, latents: torch.Tensor, num_timesteps: int):
         self.config = config
         self.frozen = frozen.eval().requires_grad_(False)
-        self.latents = latents  # (N, C, F, h, w) float32, on the training device
-        self.prompts = prompts  # the caption of each preserved video
+        self.latents = latents  # (N, C, F, h, w) float32 on the training device: video i is of config.prompts[i]
         self.num_timesteps = num_timesteps
 
     @classmethod
@@ -48,7 +47,7 @@ class Preservation:
                                     sampler="ddim", steps=cfg.steps, cfg_scale=cfg.cfg_scale,
                                     output_type="latent", progress=progress)
         latents = torch.as_tensor(out.videos).to(task.device, torch.float32)
-        return cls(cfg, frozen, latents, list(cfg.prompts), task.diffusion.num_timesteps)
+        return cls(cfg, frozen, latents, task.diffusion.num_timesteps)
 
     def loss(self, model, frozen, q_sample, captions, keys: list[int], seed: int, step: int) -> torch.Tensor:
         """Per-item preservation loss ``(B,)`` for the items ``keys`` (dataset indices) of one micro-batch.
@@ -70,7 +69,7 @@ class Preservation:
                 per_input.append((t, frame, noise))
             draws.append((video, null, per_input))
         device = self.latents.device
-        text, mask = captions(["" if null else self.prompts[video] for video, null, _ in draws])
+        text, mask = captions(["" if null else self.config.prompts[video] for video, null, _ in draws])
         total = torch.zeros(len(keys), device=device)
         for k, kind in enumerate(self.config.inputs):
             x0 = self.latents[[video for video, _, _ in draws]]

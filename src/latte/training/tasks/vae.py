@@ -74,10 +74,11 @@ class VAETask(TaskBase):
             folder = Path(self.cfg.init_from)
             if not (folder / "config.json").is_file():
                 raise ConfigError(f"init_from: {folder} is not an AutoencoderKL folder (no config.json)")
-            _check_architecture(json.loads((folder / "config.json").read_text()), self.cfg, f"init_from {folder}")
+            saved = json.loads((folder / "config.json").read_text())
+            _check_architecture(saved, self.cfg, f"init_from {folder}")
             if not resuming:
                 self.load_weights(model, folder)
-            model.register_to_config(scaling_factor=json.loads((folder / "config.json").read_text())["scaling_factor"])
+            model.register_to_config(scaling_factor=saved["scaling_factor"])
         return model
 
     def setup(self, engine) -> None:
